@@ -1,0 +1,15 @@
+"""MobileNetV3 models built from `mnv3_layers` (installed as `mnv3_layers.applications`)."""
+
+from mnv3_layers.applications.mobilenet_v3 import (
+    MobileNetV3Large,
+    MobileNetV3Small,
+    decode_predictions,
+    preprocess_input,
+)
+
+__all__ = [
+    "MobileNetV3Large",
+    "MobileNetV3Small",
+    "decode_predictions",
+    "preprocess_input",
+]

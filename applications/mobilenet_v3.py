@@ -1,0 +1,327 @@
+"""MobileNetV3-Large and -Small, drop-in for `keras.applications`.
+
+Same arguments, output shapes and (given the same weights) outputs as
+`keras.applications.MobileNetV3Large/Small`, built from this package's
+serializable layers (`InvertedResidual`, `EfficientLastStage`, ...), plus
+`bn_momentum` (default 0.99, the paper's value).
+
+Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019.
+"""
+
+import numbers
+
+import keras
+
+from mnv3_layers._activation_layer import activation_layer
+from mnv3_layers._validation import check_fraction
+from mnv3_layers.applications import weights as weights_lib
+from mnv3_layers.block_spec import resolve_architecture
+from mnv3_layers.efficient_last_stage import EfficientLastStage
+from mnv3_layers.inverted_residual import InvertedResidual
+
+BN_EPSILON = 1e-3
+MIN_INPUT_SIZE = 32
+
+
+def block_name(index):
+    """Layer name of bneck block `index`, as in keras.applications."""
+    return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
+
+
+def build_stem_and_blocks(x, arch, bn_momentum=0.99):
+    """Applies the stem and every bneck block of a `ResolvedArchitecture` to `x`.
+
+    Returns the list of per-block output tensors (the stem output first).
+    Shared by the applications and the backbone so both have the same layer
+    names and weights.
+    """
+    stem = arch.stem
+    x = keras.layers.Conv2D(
+        stem.filters, stem.kernel_size, strides=stem.strides, padding="same",
+        use_bias=False, name="conv",
+    )(x)
+    x = keras.layers.BatchNormalization(
+        momentum=bn_momentum, epsilon=BN_EPSILON, name="conv_bn"
+    )(x)
+    x = activation_layer(arch.stem_activation, name="conv_activation")(x)
+    outputs = [x]
+    for block in arch.blocks:
+        x = InvertedResidual(
+            block.filters,
+            kernel_size=block.kernel_size,
+            strides=block.strides,
+            expansion=block.expansion,
+            se_ratio=block.se_ratio,
+            activation=block.activation,
+            dilation_rate=block.dilation_rate,
+            bn_momentum=bn_momentum,
+            bn_epsilon=BN_EPSILON,
+            name=block_name(block.index),
+        )(x)
+        outputs.append(x)
+    return outputs
+
+
+def _check_input_shape(input_shape, weights):
+    if input_shape is None:
+        return None
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must be a tuple (height, width, channels). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    for dim in input_shape:
+        if dim is not None and (
+            isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1
+        ):
+            raise ValueError(
+                "`input_shape` entries must be positive ints or None. "
+                f"Received: input_shape={input_shape!r}"
+            )
+    rows, cols, channels = input_shape
+    if channels is None:
+        raise ValueError(
+            "`input_shape` must have a known channel dimension. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    if (rows is not None and rows < MIN_INPUT_SIZE) or (
+        cols is not None and cols < MIN_INPUT_SIZE
+    ):
+        raise ValueError(
+            f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}. "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+    if weights == "imagenet" and channels != 3:
+        raise ValueError(
+            "`weights='imagenet'` needs 3 input channels. "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+    return tuple(input_shape)
+
+
+def _mobilenet_v3(
+    variant,
+    input_shape,
+    alpha,
+    minimalistic,
+    include_top,
+    weights,
+    input_tensor,
+    classes,
+    pooling,
+    dropout_rate,
+    classifier_activation,
+    include_preprocessing,
+    name,
+    bn_momentum,
+):
+    # === Argument checks (all before anything is built) ===
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "mnv3_layers builds channels_last models only. Received: "
+            f"keras.config.image_data_format()={keras.config.image_data_format()!r}"
+        )
+    for flag_name, flag in (
+        ("include_top", include_top),
+        ("minimalistic", minimalistic),
+        ("include_preprocessing", include_preprocessing),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(f"`{flag_name}` must be a bool. Received: {flag_name}={flag!r}")
+    arch = resolve_architecture(variant, alpha=alpha, minimalistic=minimalistic)
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(
+            f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}"
+        )
+    if include_top and (
+        isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1
+    ):
+        raise ValueError(f"`classes` must be a positive int. Received: classes={classes!r}")
+    check_fraction("dropout_rate", dropout_rate)
+    check_fraction("bn_momentum", bn_momentum)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"`name` must be a string. Received: name={name!r}")
+    if include_top and classifier_activation is not None and not isinstance(
+        classifier_activation, str
+    ) and not callable(classifier_activation):
+        raise ValueError(
+            "`classifier_activation` must be a string, a callable or None. "
+            f"Received: classifier_activation={classifier_activation!r}"
+        )
+    weights_lib.check_weights_argument(
+        weights,
+        model_type=arch.name,
+        alpha=alpha,
+        minimalistic=minimalistic,
+        include_top=include_top,
+        classes=classes,
+        classifier_activation=classifier_activation,
+    )
+
+    if input_tensor is not None:
+        if not isinstance(input_tensor, keras.KerasTensor):
+            raise TypeError(
+                "`input_tensor` must be a Keras tensor (from `keras.Input` or a "
+                f"layer). Received: input_tensor of type {type(input_tensor).__name__}"
+            )
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise ValueError(
+                "`input_shape` must match `input_tensor.shape[1:]`. Received: "
+                f"input_shape={tuple(input_shape)}, input_tensor.shape={input_tensor.shape}"
+            )
+        input_shape = tensor_shape
+    if input_shape is None:
+        input_shape = (None, None, 3)
+    input_shape = _check_input_shape(input_shape, weights)
+    if weights == "imagenet" and (input_shape[0] != 224 or input_shape[1] != 224):
+        import warnings
+
+        warnings.warn(
+            "`input_shape` is undefined or not 224x224: weights for input shape "
+            "(224, 224) will be loaded as the default.",
+            stacklevel=3,
+        )
+
+    # === Functional Model ===
+    img_input = input_tensor if input_tensor is not None else keras.Input(shape=input_shape)
+    x = img_input
+    if include_preprocessing:
+        x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")(x)
+    x = build_stem_and_blocks(x, arch, bn_momentum)[-1]
+    x = EfficientLastStage(
+        arch.last_stage_filters,
+        last_point_filters=arch.last_point_filters if include_top else None,
+        activation=arch.last_stage_activation,
+        dropout_rate=dropout_rate,
+        bn_momentum=bn_momentum,
+        bn_epsilon=BN_EPSILON,
+        name="last_stage",
+    )(x)
+    if include_top:
+        x = keras.layers.Conv2D(classes, 1, padding="same", name="logits")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    else:
+        inputs = img_input
+    model = keras.Model(inputs, x, name=name)
+
+    weights_lib.load_weights(
+        model,
+        weights,
+        model_type=arch.name,
+        alpha=alpha,
+        minimalistic=minimalistic,
+        include_top=include_top,
+    )
+    return model
+
+
+_DOC = """Instantiates MobileNetV3-{Variant}, drop-in for `keras.applications.MobileNetV3{Variant}`.
+
+    Built from `mnv3_layers` layers (one `InvertedResidual` per bneck row of
+    the paper's Table {table}, `EfficientLastStage` for the last stage).
+    Outputs equal keras.applications' for the same weights; layer structure
+    differs (blocks are single layers), so weights files are converted on
+    load (`weights="imagenet"` or a legacy `.h5` path).
+
+    Args:
+        input_shape: `(height, width, channels)`; spatial dims may be `None`
+            and must be >= 32. Defaults to `(None, None, 3)`.
+        alpha: width multiplier (paper section 6.1.1). Defaults to `1.0`.
+        minimalistic: 3x3 kernels, ReLU, no SE (the paper's minimalistic
+            models). Defaults to `False`.
+        include_top: include the pooled 1x1 head and classifier.
+            Defaults to `True`.
+        weights: `None`, `"imagenet"` (the official Keras Applications files,
+            downloaded and hash-checked; offline, pass a local path instead),
+            or a path to such a legacy `.h5` file or to this package's own
+            `.weights.h5`. Defaults to `"imagenet"`.
+        input_tensor: optional Keras tensor to use as the model input.
+        classes: number of classes when `include_top`. Defaults to `1000`.
+        pooling: `None`, `"avg"` or `"max"` for `include_top=False`.
+        dropout_rate: dropout before the classifier. Defaults to `0.2`.
+        classifier_activation: activation of the `predictions` layer.
+            Defaults to `"softmax"`.
+        include_preprocessing: rescale inputs from [0, 255] to [-1, 1].
+            Defaults to `True`.
+        name: model name. Defaults to `"MobileNetV3{Variant}"`.
+        bn_momentum: batch-norm momentum; the paper's 0.99 (keras.applications
+            uses 0.999, which leaves inference-mode statistics unusable after
+            short training). Defaults to `0.99`.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+
+    >>> from mnv3_layers.applications import MobileNetV3{Variant}
+    >>> model = MobileNetV3{Variant}(input_shape=(224, 224, 3), weights=None)
+    >>> model.output_shape
+    (None, 1000)
+    """
+
+
+def MobileNetV3Large(
+    input_shape=None,
+    alpha=1.0,
+    minimalistic=False,
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    classes=1000,
+    pooling=None,
+    dropout_rate=0.2,
+    classifier_activation="softmax",
+    include_preprocessing=True,
+    name="MobileNetV3Large",
+    bn_momentum=0.99,
+):
+    return _mobilenet_v3(
+        "large", input_shape, alpha, minimalistic, include_top, weights, input_tensor,
+        classes, pooling, dropout_rate, classifier_activation, include_preprocessing,
+        name, bn_momentum,
+    )
+
+
+def MobileNetV3Small(
+    input_shape=None,
+    alpha=1.0,
+    minimalistic=False,
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    classes=1000,
+    pooling=None,
+    dropout_rate=0.2,
+    classifier_activation="softmax",
+    include_preprocessing=True,
+    name="MobileNetV3Small",
+    bn_momentum=0.99,
+):
+    return _mobilenet_v3(
+        "small", input_shape, alpha, minimalistic, include_top, weights, input_tensor,
+        classes, pooling, dropout_rate, classifier_activation, include_preprocessing,
+        name, bn_momentum,
+    )
+
+
+MobileNetV3Large.__doc__ = _DOC.format(Variant="Large", table=1)
+MobileNetV3Small.__doc__ = _DOC.format(Variant="Small", table=2)
+
+
+def preprocess_input(x, data_format=None):
+    """No-op, as in keras.applications: preprocessing is part of the model."""
+    return x
+
+
+def decode_predictions(preds, top=5):
+    """ImageNet class names for `preds` (delegates to keras.applications)."""
+    return keras.applications.imagenet_utils.decode_predictions(preds, top=top)

@@ -1,0 +1,336 @@
+"""MobileNetV3 architectures as data: the paper's Tables 1 and 2, row for row.
+
+Each row is a frozen `BlockSpec` holding the paper's columns at width 1.0:
+kernel, exp size, #out, SE, NL, stride. `resolve_architecture` is the one
+place where the width multiplier (`alpha`), `minimalistic` and the output
+stride are applied; everything else (applications, parameter/MAdds profile,
+feature metadata) reads its result.
+
+Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, Table 1
+(Large) and Table 2 (Small), as implemented in TF-slim and keras.applications
+(Small ends in a 1024-wide layer and has no SE on the 576-wide 1x1 conv).
+"""
+
+import dataclasses
+import numbers
+
+from mnv3_layers._validation import ACTIVATIONS
+from mnv3_layers.make_divisible import make_divisible
+
+RE = "relu"
+HS = "hard_swish"
+
+
+def _check_row(cls_name, field, value, ok, expected):
+    if isinstance(value, bool) and field != "se" or not ok(value):
+        raise ValueError(
+            f"{cls_name}: `{field}` must be {expected}. Received: {field}={value!r}"
+        )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    """One inverted-residual row of the paper's tables (values at alpha 1.0).
+
+    Attributes:
+        kernel_size: depthwise kernel size (3 or 5 in the paper; any odd int).
+        exp_size: expanded width ("exp size" column).
+        filters: output width ("#out" column).
+        se: whether the block has squeeze-and-excite ("SE" column).
+        activation: `"relu"` (paper "RE") or `"hard_swish"` (paper "HS").
+        strides: depthwise stride, 1 or 2.
+    """
+
+    kernel_size: int
+    exp_size: int
+    filters: int
+    se: bool
+    activation: str
+    strides: int
+
+    def __post_init__(self):
+        name = type(self).__name__
+        _check_row(name, "kernel_size", self.kernel_size,
+                   lambda v: _is_int(v) and v > 0 and v % 2 == 1, "an odd positive int")
+        _check_row(name, "exp_size", self.exp_size, lambda v: _is_int(v) and v > 0,
+                   "a positive int")
+        _check_row(name, "filters", self.filters, lambda v: _is_int(v) and v > 0,
+                   "a positive int")
+        _check_row(name, "se", self.se, lambda v: isinstance(v, bool), "a bool")
+        _check_row(name, "activation", self.activation, lambda v: v in ACTIVATIONS,
+                   f"one of {ACTIVATIONS}")
+        _check_row(name, "strides", self.strides, lambda v: v in (1, 2), "1 or 2")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, row):
+        if not isinstance(row, dict):
+            raise TypeError(f"A block spec row must be a dict. Received: row={row!r}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if set(row) != fields:
+            raise ValueError(
+                f"A block spec row needs exactly the keys {sorted(fields)}. "
+                f"Received: row={row!r}"
+            )
+        return cls(**row)
+
+
+@dataclasses.dataclass(frozen=True)
+class StemSpec:
+    """The first layer: a plain `kernel_size` conv with stride 2, BN and activation."""
+
+    filters: int = 16
+    kernel_size: int = 3
+    strides: int = 2
+    activation: str = HS
+
+
+@dataclasses.dataclass(frozen=True)
+class LastStageSpec:
+    """The efficient last stage (paper section 5.1).
+
+    `exp_size` is the full-resolution 1x1 conv width (960 / 576 at alpha 1);
+    `last_point_filters` the pooled, bias-only 1x1 conv (1280 / 1024).
+    """
+
+    exp_size: int
+    last_point_filters: int
+    activation: str = HS
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchitectureSpec:
+    """A whole MobileNetV3 variant: stem, bneck rows and last stage."""
+
+    name: str
+    stem: StemSpec
+    blocks: tuple
+    last_stage: LastStageSpec
+
+    def __post_init__(self):
+        if not self.blocks or not all(isinstance(b, BlockSpec) for b in self.blocks):
+            raise ValueError(
+                "`blocks` must be a non-empty tuple of BlockSpec. "
+                f"Received: blocks={self.blocks!r}"
+            )
+
+
+# Paper Table 1: MobileNetV3-Large (input 224x224x3).
+#           kernel exp  out  SE     NL  stride
+LARGE = ArchitectureSpec(
+    name="large",
+    stem=StemSpec(16, 3, 2, HS),
+    blocks=(
+        BlockSpec(3, 16, 16, False, RE, 1),
+        BlockSpec(3, 64, 24, False, RE, 2),
+        BlockSpec(3, 72, 24, False, RE, 1),
+        BlockSpec(5, 72, 40, True, RE, 2),
+        BlockSpec(5, 120, 40, True, RE, 1),
+        BlockSpec(5, 120, 40, True, RE, 1),
+        BlockSpec(3, 240, 80, False, HS, 2),
+        BlockSpec(3, 200, 80, False, HS, 1),
+        BlockSpec(3, 184, 80, False, HS, 1),
+        BlockSpec(3, 184, 80, False, HS, 1),
+        BlockSpec(3, 480, 112, True, HS, 1),
+        BlockSpec(3, 672, 112, True, HS, 1),
+        BlockSpec(5, 672, 160, True, HS, 2),
+        BlockSpec(5, 960, 160, True, HS, 1),
+        BlockSpec(5, 960, 160, True, HS, 1),
+    ),
+    last_stage=LastStageSpec(960, 1280, HS),
+)
+
+# Paper Table 2: MobileNetV3-Small (input 224x224x3). The 576-wide 1x1 conv
+# has no SE and the last layer is 1024 wide, as in TF-slim/keras.applications.
+SMALL = ArchitectureSpec(
+    name="small",
+    stem=StemSpec(16, 3, 2, HS),
+    blocks=(
+        BlockSpec(3, 16, 16, True, RE, 2),
+        BlockSpec(3, 72, 24, False, RE, 2),
+        BlockSpec(3, 88, 24, False, RE, 1),
+        BlockSpec(5, 96, 40, True, HS, 2),
+        BlockSpec(5, 240, 40, True, HS, 1),
+        BlockSpec(5, 240, 40, True, HS, 1),
+        BlockSpec(5, 120, 48, True, HS, 1),
+        BlockSpec(5, 144, 48, True, HS, 1),
+        BlockSpec(5, 288, 96, True, HS, 2),
+        BlockSpec(5, 576, 96, True, HS, 1),
+        BlockSpec(5, 576, 96, True, HS, 1),
+    ),
+    last_stage=LastStageSpec(576, 1024, HS),
+)
+
+ARCHITECTURES = {"large": LARGE, "small": SMALL}
+
+SE_RATIO = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConfig:
+    """One block after alpha/minimalistic/output stride are applied.
+
+    `expansion` is the ratio passed to `InvertedResidual`;
+    `expanded_filters` is the width it will build from `in_channels`.
+    `stride` is the block's cumulative output stride (relative to the input).
+    """
+
+    index: int
+    in_channels: int
+    expansion: float
+    expanded_filters: int
+    filters: int
+    kernel_size: int
+    strides: int
+    dilation_rate: int
+    se_ratio: object
+    activation: str
+    stride: int
+
+    @property
+    def has_expand(self):
+        return self.expanded_filters != self.in_channels
+
+    @property
+    def use_residual(self):
+        return self.strides == 1 and self.in_channels == self.filters
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedArchitecture:
+    """Every width, kernel, stride and activation of one concrete model."""
+
+    name: str
+    alpha: float
+    minimalistic: bool
+    output_stride: int
+    stem: StemSpec
+    stem_activation: str
+    blocks: tuple
+    last_stage_filters: int
+    last_point_filters: int
+    last_stage_activation: str
+
+
+def _check_alpha(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(
+            f"`alpha` must be a positive number. Received: alpha={alpha!r} "
+            f"of type {type(alpha).__name__}"
+        )
+    if not alpha > 0:
+        raise ValueError(f"`alpha` must be a positive number. Received: alpha={alpha!r}")
+
+
+def get_architecture(variant):
+    """Returns the `ArchitectureSpec` for `"large"`, `"small"` or a spec itself."""
+    if isinstance(variant, ArchitectureSpec):
+        return variant
+    if variant not in ARCHITECTURES:
+        raise ValueError(
+            f"`variant` must be one of {sorted(ARCHITECTURES)} or an "
+            f"ArchitectureSpec. Received: variant={variant!r}"
+        )
+    return ARCHITECTURES[variant]
+
+
+def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=32, divisor=8):
+    """Applies width multiplier, minimalistic and output stride to a table.
+
+    The rules are those of keras.applications / TF-slim:
+
+    - block widths are `make_divisible(filters * alpha)`; the stem stays 16;
+    - a block's expansion ratio is `exp_size / in_filters` of the paper row,
+      so the expanded width is `make_divisible(scaled_in * ratio)`;
+    - the last stage's 1x1 conv is `make_divisible(scaled_last * 960/160)`
+      (Large) and the pooled layer is 1280 (1024) unless `alpha > 1`, when it
+      grows to `make_divisible(1280 * alpha)`;
+    - `minimalistic`: every kernel 3x3, every activation ReLU, no SE;
+    - `output_stride` (8, 16 or 32): once the running stride reaches it,
+      later stride-2 blocks use stride 1 and double the dilation instead.
+
+    Args:
+        variant: `"large"`, `"small"` or an `ArchitectureSpec`.
+        alpha: width multiplier. Defaults to `1.0`.
+        minimalistic: the paper's minimalistic variant. Defaults to `False`.
+        output_stride: 8, 16 or 32. Defaults to `32`.
+        divisor: channel rounding. Defaults to `8`.
+
+    Returns:
+        A `ResolvedArchitecture`.
+    """
+    arch = get_architecture(variant)
+    _check_alpha(alpha)
+    if not isinstance(minimalistic, bool):
+        raise TypeError(
+            f"`minimalistic` must be a bool. Received: minimalistic={minimalistic!r}"
+        )
+    if output_stride not in (8, 16, 32) or isinstance(output_stride, bool):
+        raise ValueError(
+            f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride!r}"
+        )
+
+    def depth(channels):
+        return make_divisible(channels * alpha, divisor)
+
+    def act(name):
+        return RE if minimalistic else name
+
+    in_channels = arch.stem.filters
+    paper_in = arch.stem.filters
+    stride = arch.stem.strides
+    dilation = 1
+    blocks = []
+    for index, row in enumerate(arch.blocks):
+        expansion = row.exp_size / paper_in
+        filters = depth(row.filters)
+        strides = row.strides
+        # TF-slim's rule (mobilenet.py, output_stride): a block that would
+        # go below the output stride keeps stride 1 and the current rate;
+        # every block after it runs at twice that rate.
+        block_dilation = dilation
+        if strides == 2 and stride >= output_stride:
+            strides = 1
+            dilation *= 2
+        elif strides == 2:
+            stride *= 2
+        blocks.append(
+            BlockConfig(
+                index=index,
+                in_channels=in_channels,
+                expansion=expansion,
+                expanded_filters=make_divisible(in_channels * expansion, divisor),
+                filters=filters,
+                kernel_size=3 if minimalistic else row.kernel_size,
+                strides=strides,
+                dilation_rate=block_dilation,
+                se_ratio=SE_RATIO if row.se and not minimalistic else None,
+                activation=act(row.activation),
+                stride=stride,
+            )
+        )
+        in_channels = filters
+        paper_in = row.filters
+
+    last_ratio = arch.last_stage.exp_size / paper_in
+    last_point = arch.last_stage.last_point_filters
+    if alpha > 1.0:
+        last_point = make_divisible(last_point * alpha, divisor)
+    return ResolvedArchitecture(
+        name=arch.name,
+        alpha=alpha,
+        minimalistic=minimalistic,
+        output_stride=output_stride,
+        stem=arch.stem,
+        stem_activation=act(arch.stem.activation),
+        blocks=tuple(blocks),
+        last_stage_filters=make_divisible(in_channels * last_ratio, divisor),
+        last_point_filters=last_point,
+        last_stage_activation=act(arch.last_stage.activation),
+    )
