@@ -190,6 +190,9 @@ def _fetch_imagenet(model_type, alpha, minimalistic, include_top):
     file_hash = WEIGHTS_HASHES[model_name][0 if include_top else 1]
     url = BASE_WEIGHT_PATH + file_name
     try:
+        if CACHE_DIR is not None:
+            # get_file silently uses /tmp/.keras when cache_dir does not exist.
+            os.makedirs(CACHE_DIR, exist_ok=True)
         return keras.utils.get_file(
             file_name, url, cache_subdir="models", file_hash=file_hash, cache_dir=CACHE_DIR
         )
@@ -499,7 +502,7 @@ def _load_keras3_weights(model, path, description):
             path_to_load = alias
         else:
             path_to_load = path
-        snapshot = [np.array(v) for v in model.weights]
+        snapshot = [np.array(keras.ops.convert_to_numpy(v)) for v in model.weights]
         try:
             model.load_weights(path_to_load)
         except Exception as error:

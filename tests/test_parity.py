@@ -22,12 +22,17 @@ TOLERANCE = 1e-5
 slow = pytest.mark.slow
 
 
+def to_numpy(variable):
+    return np.array(keras.ops.convert_to_numpy(variable))
+
+
 def randomize_weights(model, rng):
     """Sets every weight of `model` (Keras 3 or tf_keras) to random values.
 
-    Kernels are He-normal, BN gamma in [0.5, 1.5], moving variance in
-    [0.5, 2], biases, betas and moving means N(0, 0.2): outputs stay O(1)
-    through the whole network, so absolute differences are meaningful.
+    Kernels are He-normal, BN gamma in [0.5, 1], moving variance in [1, 2],
+    biases, betas and moving means N(0, 0.2): activations stay O(1) through
+    the whole network (wider ranges let them grow to ~100, where float32
+    rounding alone reaches 1e-4), so an absolute tolerance is meaningful.
     """
     for layer in model.layers:
         depthwise = "Depthwise" in type(layer).__name__
@@ -39,9 +44,9 @@ def randomize_weights(model, rng):
                 fan_in = shape[0] * shape[1] * (1 if depthwise else shape[2])
                 value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
             elif name == "moving_variance":
-                value = rng.uniform(0.5, 2.0, shape)
+                value = rng.uniform(1.0, 2.0, shape)
             elif name == "gamma":
-                value = rng.uniform(0.5, 1.5, shape)
+                value = rng.uniform(0.5, 1.0, shape)
             else:
                 value = rng.normal(0.0, 0.2, shape)
             values.append(value.astype("float32"))
@@ -95,7 +100,6 @@ def test_outputs_match_keras_applications(variant, alpha, minimalistic, include_
     received = keras.ops.convert_to_numpy(ours(x, training=False))
     assert received.shape == expected.shape
     assert np.abs(expected).max() > 0.1  # not a degenerate all-zero comparison
-    print("MAXDIFF", variant, alpha, minimalistic, include_top, size, np.abs(received - expected).max(), np.abs(expected).max())
     np.testing.assert_allclose(received, expected, rtol=0, atol=TOLERANCE)
 
 
@@ -127,8 +131,8 @@ def test_copy_rejects_other_variant_and_leaves_target_unchanged():
         input_shape=(64, 64, 3), weights=None, alpha=0.75
     )
     target = MobileNetV3Small(input_shape=(64, 64, 3), weights=None)
-    before = [np.array(v) for v in target.weights]
+    before = [to_numpy(v) for v in target.weights]
     with pytest.raises(ValueError, match="shape mismatches"):
         weights_lib.copy_weights_from_keras_applications(source, target)
     for value, variable in zip(before, target.weights):
-        np.testing.assert_array_equal(value, np.array(variable))
+        np.testing.assert_array_equal(value, to_numpy(variable))
