@@ -71,6 +71,6 @@ def check_kernel_size(name, value):
 
 
 def check_strides(name, value):
-    if isinstance(value, bool) or value not in (1, 2):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value not in (1, 2):
         raise ValueError(f"`{name}` must be 1 or 2. Received: {name}={value!r}")
     return int(value)

@@ -271,7 +271,11 @@ def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=3
         raise TypeError(
             f"`minimalistic` must be a bool. Received: minimalistic={minimalistic!r}"
         )
-    if output_stride not in (8, 16, 32) or isinstance(output_stride, bool):
+    if (
+        isinstance(output_stride, bool)
+        or not isinstance(output_stride, numbers.Integral)
+        or output_stride not in (8, 16, 32)
+    ):
         raise ValueError(
             f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride!r}"
         )

@@ -16,7 +16,8 @@ def make_divisible(value, divisor=8, min_value=None):
         min_value: smallest result allowed. Defaults to `divisor`.
 
     Returns:
-        An `int` multiple of `divisor`.
+        An `int`; a multiple of `divisor` unless `min_value` is larger and
+        not itself a multiple.
 
     Example:
 

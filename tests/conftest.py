@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 def _reset_keras_state():
     """Each test starts with fresh layer-name counters and float32 policy."""
     keras.config.set_dtype_policy("float32")
-    keras.utils.clear_session()
+    keras.utils.clear_session(free_memory=False)
     yield
     keras.config.set_dtype_policy("float32")
 

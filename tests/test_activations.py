@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from mnv3_layers import HardSigmoid, HardSwish, hard_sigmoid, hard_swish
+import mnv3_layers
+from mnv3_layers import HardSigmoid, HardSwish
+from mnv3_layers.activations import hard_sigmoid, hard_swish
 
 X = np.array([-3.5, -3.0, 0.0, 3.0, 3.5], "float32")
 HARD_SIGMOID_AT_X = [0.0, 0.0, 0.5, 1.0, 1.0]
@@ -15,6 +17,20 @@ HARD_SWISH_AT_X = [0.0, 0.0, 0.0, 3.0, 3.5]
 
 def _np(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def test_package_exports_the_functions():
+    """`from mnv3_layers import hard_sigmoid` must give the function (public API).
+
+    The submodules `hard_sigmoid.py` / `hard_swish.py` share the functions'
+    names; importing them after the functions rebinds the package attribute
+    to the module.
+    """
+    assert mnv3_layers.hard_sigmoid is hard_sigmoid
+    assert mnv3_layers.hard_swish is hard_swish
+    from mnv3_layers import hard_sigmoid as imported
+
+    assert callable(imported)
 
 
 @pytest.mark.parametrize(

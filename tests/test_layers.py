@@ -126,7 +126,18 @@ INVERTED_RESIDUAL_CASES = {
 }
 
 
-@pytest.mark.parametrize("case_id", sorted(INVERTED_RESIDUAL_CASES))
+# The full run_layer_test (with a compiled fit step) takes ~5-10 s per case on
+# a 2-core CPU; the fast set keeps one case per feature, the rest are slow.
+FAST_CASES = {"expand_se_stride2_relu", "no_expand_residual", "dilated_residual"}
+
+
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        case_id if case_id in FAST_CASES else pytest.param(case_id, marks=pytest.mark.slow)
+        for case_id in sorted(INVERTED_RESIDUAL_CASES)
+    ],
+)
 def test_inverted_residual_layer_test(case_id):
     case = INVERTED_RESIDUAL_CASES[case_id]
     run_layer_test(
@@ -465,3 +476,30 @@ def test_assert_raises_for_argument_catches_vague_messages():
         assert_raises_for_argument(vague, {}, "x", 5)
     with pytest.raises(AssertionError, match="did not raise"):
         assert_raises_for_argument(silent, {}, "x", 5)
+
+
+@keras.saving.register_keras_serializable(package="mnv3_layers_tests")
+class _Float32Inside(keras.layers.Layer):
+    """A layer that ignores its dtype policy for a sublayer (a classic mistake)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(4, dtype="float32", name="dense")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, inputs):
+        return keras.ops.cast(self.dense(inputs), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (4,)
+
+
+def test_run_layer_test_catches_sublayer_ignoring_mixed_precision():
+    with pytest.raises(AssertionError, match="ignore the mixed_float16 policy"):
+        run_layer_test(
+            _Float32Inside, {}, (2, 3), expected_output_shape=(2, 4),
+            expected_num_trainable_weights=2, expected_num_non_trainable_weights=0,
+            run_training_check=False, run_save_load_check=False,
+        )

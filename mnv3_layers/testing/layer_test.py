@@ -292,7 +292,10 @@ def _check_build_weights(
 def _check_symbolic(layer_cls, init_kwargs, input_shape, expected_output_shape, name):
     layer = layer_cls(**init_kwargs)
     output = layer(keras.KerasTensor(input_shape, dtype="float32"))
-    computed = _shape(layer.compute_output_shape(input_shape))
+    try:
+        computed = _shape(layer.compute_output_shape(input_shape))
+    except NotImplementedError as err:
+        raise AssertionError(f"{name} does not implement compute_output_shape: {err}") from err
     _check(
         _shape(output.shape) == computed,
         f"{name}: symbolic output shape {_shape(output.shape)} != "
