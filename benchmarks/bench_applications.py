@@ -151,6 +151,7 @@ def bench_inference(models, rounds, warmup, jit_compile):
             lambda t, m=model: m(t, training=False),
             input_signature=spec,
             jit_compile=jit_compile,
+            autograph=False,
         )
         fns[name] = lambda fn=fn: fn(x).numpy()
     for _ in range(warmup):
