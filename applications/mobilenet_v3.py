@@ -253,9 +253,11 @@ _DOC = """Instantiates MobileNetV3-{Variant}, drop-in for `keras.applications.Mo
         include_preprocessing: rescale inputs from [0, 255] to [-1, 1].
             Defaults to `True`.
         name: model name. Defaults to `"MobileNetV3{Variant}"`.
-        bn_momentum: batch-norm momentum; the paper's 0.99 (keras.applications
-            uses 0.999, which leaves inference-mode statistics unusable after
-            short training). Defaults to `0.99`.
+        bn_momentum: batch-norm momentum; the paper's 0.99 (section 6.1;
+            keras.applications hard-codes 0.999). Moving statistics need
+            several times `1 / (1 - bn_momentum)` steps to settle, so short
+            runs from scratch (a few hundred steps) should pass 0.9.
+            Defaults to `0.99`.
 
     Returns:
         A `keras.Model`.

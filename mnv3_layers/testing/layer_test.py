@@ -345,7 +345,7 @@ def _check_training(layer_cls, init_kwargs, input_data, expected_output_shape, r
     target = rng.standard_normal(expected_output_shape).astype("float32")
     # Plain SGD: every weight with a non-zero gradient moves, and its
     # training step compiles several times faster than Adam's.
-    model.compile(optimizer=keras.optimizers.SGD(1e-2), loss="mse")
+    model.compile(optimizer=keras.optimizers.SGD(1e-2), loss="mse", jit_compile=False)
     before = [keras.ops.convert_to_numpy(w).copy() for w in layer.trainable_weights]
     history = model.fit(
         input_data, target, batch_size=input_data.shape[0], epochs=1, shuffle=False, verbose=0
