@@ -11,6 +11,7 @@ import pytest
 
 from mnv3_layers.applications import MobileNetV3Large, MobileNetV3Small
 from mnv3_layers.applications import weights as weights_lib
+from random_weights import randomize_weights
 
 OURS = {"large": MobileNetV3Large, "small": MobileNetV3Small}
 TOLERANCE = 1e-4
@@ -27,26 +28,6 @@ def tf_keras_module():
     return pytest.importorskip("tf_keras")
 
 
-def randomize_weights(model, rng):
-    """Random weights for every variable (BN moving statistics too); O(1) outputs."""
-    for layer in model.layers:
-        depthwise = "Depthwise" in type(layer).__name__
-        values = []
-        for weight in layer.weights:
-            name = weight.name.split("/")[-1].split(":")[0]
-            shape = tuple(weight.shape)
-            if name in ("kernel", "depthwise_kernel"):
-                fan_in = shape[0] * shape[1] * (1 if depthwise else shape[2])
-                value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-            elif name == "moving_variance":
-                value = rng.uniform(1.0, 2.0, shape)
-            elif name == "gamma":
-                value = rng.uniform(0.5, 1.0, shape)
-            else:
-                value = rng.normal(0.0, 0.2, shape)
-            values.append(value.astype("float32"))
-        if values:
-            layer.set_weights(values)
 
 
 def tf_keras_model(variant, size=SIZE, **kwargs):
