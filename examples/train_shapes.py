@@ -1,6 +1,6 @@
 """Main job: train MobileNetV3-Small on generated shapes, offline, on the CPU.
 
-    python examples/train_shapes.py                 # ~2-3 minutes on 2 cores
+    python examples/train_shapes.py                 # ~3-4 minutes on 2 cores
     python examples/train_shapes.py --epochs 2 --num-images 200   # smoke run
 
 Generates circle/square/triangle images (`mnv3_layers.datasets`), trains
@@ -29,7 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--output", default="out/train_shapes", help="output folder")
     parser.add_argument("--num-images", type=int, default=2000)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
