@@ -1,0 +1,166 @@
+"""Keras callbacks of the package: `LatencyCallback`."""
+
+import math
+import warnings
+
+import keras
+
+from mnv3_layers import latency as latency_lib
+from mnv3_layers._validation import check_positive_int, check_positive_number
+
+
+class LatencyCallback(keras.callbacks.Callback):
+    """Measures the model's inference latency during training and logs it.
+
+    At the end of every `every_n_epochs`-th epoch (1-based: with
+    `every_n_epochs=2`, after epochs 2, 4, ...; the convention of `fit`'s
+    `validation_freq`), it measures `self.model` with
+    `mnv3_layers.latency.measure_latency` at batch size 1 in inference mode
+    (`training=False`) and writes the median in milliseconds into the epoch's
+    `logs[log_key]`, so the value reaches the progress bar, `History`,
+    `CSVLogger` and `TensorBoard` (as `epoch_latency_ms`).
+
+    Epochs without a measurement get `logs[log_key] = nan`, so every epoch
+    has the key: `History.history[log_key]` stays aligned with the epochs,
+    and `CSVLogger` (which fixes its columns at the first epoch's end) has the
+    column even when the first epoch is not measured. `nan` means "not
+    measured"; it is never a stale earlier value.
+
+    Order matters: Keras passes one `logs` dict to the callbacks in list
+    order, so put `LatencyCallback` before `CSVLogger`, `TensorBoard` or any
+    callback that should see the value (`History` and the progress bar are
+    added by `fit` after the user's callbacks and always see it).
+
+    The measurement does not change the model: it only runs forward passes
+    with `training=False` (no weight, batch-norm statistic, optimizer or
+    metric update). With `runtime="keras"` (TensorFlow backend) it traces
+    its own `tf.function` once per model and reuses it in later epochs (the
+    traced function reads the current weights), leaving the model's
+    `predict_function` and `train_function` untouched. With
+    `runtime="tflite"` the model is converted to float TFLite at each
+    measurement, which takes seconds for a MobileNetV3: use a larger
+    `every_n_epochs` there.
+
+    Its cost per measured epoch is about `(warmup + runs)` forward passes
+    at batch 1 (plus a one-off trace, or a conversion each time for
+    `"tflite"`); see `benchmarks/bench_latency_callback.py`.
+
+    Args:
+        runtime: `"keras"` or `"tflite"`; see `measure_latency`. Defaults to
+            `"keras"`.
+        every_n_epochs: measure after every n-th epoch, >= 1. Defaults to `1`.
+        input_shape: input shape without the batch dimension; needed only when
+            the model's input shape has unknown dimensions. Defaults to `None`.
+        num_threads: CPU threads; see `measure_latency` (for `"keras"` on
+            TensorFlow it cannot change the thread pools once training has
+            started, so it is reported, not applied, unless they already
+            match). Defaults to `1`.
+        warmup: untimed runs before each measurement, >= 0. Defaults to `2`.
+        runs: timed runs per measurement, >= 1. Defaults to `10` (keeps the
+            cost near 1-2 % of a small fine-tuning epoch; raise it for steadier
+            numbers).
+        target_ms: if set, a `UserWarning` is issued whenever the measured
+            median exceeds it; must be > 0. Defaults to `None`.
+        log_key: key written into `logs`. Defaults to `"latency_ms"`.
+        seed: seed of the input values. Defaults to `0`.
+
+    Attributes:
+        reports: dict epoch (0-based) -> `LatencyReport` of every measurement.
+        last_report: the latest `LatencyReport`, or `None`.
+
+    Example:
+
+    >>> from mnv3_layers.callbacks import LatencyCallback
+    >>> callback = LatencyCallback(every_n_epochs=2, runs=10, target_ms=15.0)
+    >>> model.fit(x, y, epochs=4, callbacks=[callback,  # doctest: +SKIP
+    ...           keras.callbacks.CSVLogger("log.csv")])
+    >>> model.history.history["latency_ms"]  # doctest: +SKIP
+    [nan, 3.1, nan, 3.0]
+    """
+
+    def __init__(
+        self,
+        runtime="keras",
+        every_n_epochs=1,
+        input_shape=None,
+        num_threads=1,
+        warmup=2,
+        runs=10,
+        target_ms=None,
+        log_key="latency_ms",
+        seed=0,
+    ):
+        super().__init__()
+        self.runtime = latency_lib.check_runtime(runtime)
+        self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
+        self.input_shape = latency_lib.check_input_shape(input_shape)
+        self.num_threads = check_positive_int("num_threads", num_threads)
+        self.warmup = latency_lib.check_warmup(warmup)
+        self.runs = check_positive_int("runs", runs)
+        if target_ms is not None:
+            target_ms = float(check_positive_number("target_ms", target_ms))
+            if math.isinf(target_ms):
+                raise ValueError(
+                    f"`target_ms` must be a finite positive number. Received: "
+                    f"target_ms={target_ms!r}"
+                )
+        self.target_ms = target_ms
+        if not isinstance(log_key, str) or not log_key:
+            raise ValueError(
+                f"`log_key` must be a non-empty string. Received: log_key={log_key!r}"
+            )
+        self.log_key = log_key
+        self.seed = seed
+        self.reports = {}
+        self.last_report = None
+        self._runner = None
+        self._runner_model = None
+
+    def measure(self):
+        """Measures `self.model` now and returns the `LatencyReport`."""
+        if self.runtime == "keras":
+            # Trace once per model; the traced function reads the live weights.
+            if self._runner is None or self._runner_model is not self.model:
+                self._runner = latency_lib.prepare(
+                    self.model,
+                    input_shape=self.input_shape,
+                    runtime="keras",
+                    num_threads=self.num_threads,
+                    batch_size=1,
+                    seed=self.seed,
+                )
+                self._runner_model = self.model
+            runner = self._runner
+        else:
+            runner = latency_lib.prepare(
+                self.model,
+                input_shape=self.input_shape,
+                runtime="tflite",
+                num_threads=self.num_threads,
+                batch_size=1,
+                seed=self.seed,
+            )
+        return runner.measure(self.warmup, self.runs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            logs = {}
+        if (epoch + 1) % self.every_n_epochs != 0:
+            logs[self.log_key] = float("nan")
+            return
+        report = self.measure()
+        self.reports[epoch] = report
+        self.last_report = report
+        logs[self.log_key] = report.median_ms
+        if self.target_ms is not None and report.median_ms > self.target_ms:
+            warnings.warn(
+                f"Epoch {epoch + 1}: measured latency {report.median_ms:.3f} ms "
+                f"(median, runtime={self.runtime}) exceeds target_ms={self.target_ms}.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def on_train_end(self, logs=None):
+        # Drop the traced function so the callback holds no graph after fit.
+        self._runner = None
+        self._runner_model = None

@@ -1,0 +1,610 @@
+"""Batch-1 inference latency of a Keras model or a TFLite flatbuffer, measured on this CPU.
+
+`measure_latency(...)` runs a model on a fixed, seeded input: `warmup` untimed
+runs, then `runs` timed runs (`time.perf_counter`, one forward pass each), and
+returns a `LatencyReport` with the median, 10th/90th percentiles, mean and
+standard deviation in milliseconds. The paper's protocol ("Searching for
+MobileNetV3", section 6.1) is batch 1, a single thread, TFLite:
+`runtime="tflite", num_threads=1, batch_size=1`.
+
+Runtimes
+--------
+- `"keras"`: on the TensorFlow backend, `model(x, training=False)` wrapped once
+  in a `tf.function` with a fixed input signature (no XLA), so the timed calls
+  run the traced graph, not Python layer code. The model's own
+  `predict_function`, `train_function` and compile state are not touched. Each
+  timed run includes fetching the outputs to NumPy (the forward pass is
+  finished when it returns). On other backends `model.predict_on_batch(x)` is
+  timed (compiled as the backend compiles `predict`).
+- `"tflite"`: a Keras model is converted in memory to a float TFLite model
+  (`tf.lite.TFLiteConverter.from_keras_model`, TensorFlow backend only); a
+  TFLite file or flatbuffer bytes are run as they are. Both run in the LiteRT
+  `Interpreter` (`ai-edge-litert`, extra `litert`) with `num_threads` threads
+  and its default CPU delegate (XNNPACK). A timed run is one `invoke()`.
+
+Threads
+-------
+`num_threads` is exact for `"tflite"` (an argument of the interpreter). For
+`"keras"` on TensorFlow, thread pools are process-wide and fixed once the
+TensorFlow runtime starts (building any model starts it): if both the
+intra-op and inter-op settings already equal `num_threads` nothing is done; if
+the runtime has not started yet they are set to `num_threads` **for the rest
+of the process** (training afterwards uses them too); otherwise they cannot be
+changed, the measurement uses the current pools, a warning is issued once per
+process and setting, and the report's `notes` say so. To measure the Keras
+runtime single-threaded, call
+`tf.config.threading.set_intra_op_parallelism_threads(1)` and
+`set_inter_op_parallelism_threads(1)` at program start.
+
+Inputs
+------
+Uniform values in [0, 255] (the applications rescale inputs themselves) from
+`numpy.random.default_rng(seed)`, in the input's dtype: float inputs get the
+floats; integer inputs of a quantized TFLite model get them quantized with the
+input's scale and zero point (or uniform integers over the dtype's range if
+the input has no quantization parameters). Only single-input models are
+supported.
+"""
+
+import contextlib
+import dataclasses
+import io
+import numbers
+import os
+import time
+import warnings
+
+import keras
+import numpy as np
+
+from mnv3_layers._validation import check_positive_int
+
+RUNTIMES = ("keras", "tflite")
+LITERT_INSTALL_HINT = 'pip install "mnv3-layers[litert]"'
+TFLITE_FILE_IDENTIFIER = b"TFL3"
+
+# Settings already warned about (warn once per process and setting).
+_THREAD_WARNINGS = set()
+
+
+# === Report ===
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyReport:
+    """Result of `measure_latency`: latency statistics in milliseconds.
+
+    Attributes:
+        median_ms, p10_ms, p90_ms, mean_ms, std_ms, min_ms, max_ms: statistics
+            of the timed runs (`std_ms` is the sample standard deviation, 0
+            for a single run; percentiles are linearly interpolated).
+        runs: number of timed runs.
+        warmup: number of untimed warm-up runs before them.
+        runtime: `"keras"` or `"tflite"`.
+        num_threads: the requested thread count (see `notes` for whether the
+            Keras runtime could apply it).
+        batch_size: batch size of the input.
+        input_shape: input shape without the batch dimension.
+        input_dtype: dtype of the input fed to the model.
+        source: what was measured, in words.
+        notes: anything that qualifies the numbers (e.g. threads not applied).
+        times_ms: every timed run, in order.
+    """
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    runs: int
+    warmup: int
+    runtime: str
+    num_threads: int
+    batch_size: int
+    input_shape: tuple
+    input_dtype: str
+    source: str
+    notes: tuple = ()
+    times_ms: tuple = dataclasses.field(default=(), repr=False)
+
+    @classmethod
+    def from_times(cls, seconds, **fields):
+        ms = np.asarray(seconds, dtype=np.float64) * 1e3
+        return cls(
+            median_ms=float(np.median(ms)),
+            p10_ms=float(np.percentile(ms, 10)),
+            p90_ms=float(np.percentile(ms, 90)),
+            mean_ms=float(np.mean(ms)),
+            std_ms=float(np.std(ms, ddof=1)) if ms.size > 1 else 0.0,
+            min_ms=float(np.min(ms)),
+            max_ms=float(np.max(ms)),
+            runs=int(ms.size),
+            times_ms=tuple(float(t) for t in ms),
+            **fields,
+        )
+
+    def to_dict(self):
+        """The report as a JSON-serializable dict (tuples become lists)."""
+        result = dataclasses.asdict(self)
+        for key, value in result.items():
+            if isinstance(value, tuple):
+                result[key] = list(value)
+        return result
+
+    def __str__(self):
+        shape = "x".join(str(d) for d in (self.batch_size,) + tuple(self.input_shape))
+        lines = [
+            f"Latency of {self.source}: runtime={self.runtime}, "
+            f"num_threads={self.num_threads}, input {shape} {self.input_dtype}",
+            f"  median {self.median_ms:.3f} ms  [p10 {self.p10_ms:.3f}, "
+            f"p90 {self.p90_ms:.3f}]  mean {self.mean_ms:.3f} +- {self.std_ms:.3f} ms  "
+            f"({self.runs} runs after {self.warmup} warm-up)",
+        ]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+# === Argument checks ===
+
+
+def check_runtime(runtime):
+    if runtime not in RUNTIMES:
+        raise ValueError(
+            f"`runtime` must be one of {RUNTIMES}. Received: runtime={runtime!r}"
+        )
+    return runtime
+
+
+def check_warmup(warmup):
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral):
+        raise TypeError(
+            "`warmup` must be a non-negative integer. "
+            f"Received: warmup={warmup!r} of type {type(warmup).__name__}"
+        )
+    if warmup < 0:
+        raise ValueError(
+            f"`warmup` must be a non-negative integer. Received: warmup={warmup!r}"
+        )
+    return int(warmup)
+
+
+def check_input_shape(input_shape):
+    if input_shape is None:
+        return None
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = None
+    if not shape or any(
+        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape
+    ):
+        raise ValueError(
+            "`input_shape` must be a tuple of positive integers without the batch "
+            f"dimension, e.g. (224, 224, 3). Received: input_shape={input_shape!r}"
+        )
+    return tuple(int(d) for d in shape)
+
+
+def import_litert_interpreter():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as e:
+        raise ImportError(
+            "The TFLite runtime needs the LiteRT interpreter (`ai-edge-litert`). "
+            f"Install it with: {LITERT_INSTALL_HINT}"
+        ) from e
+    return Interpreter
+
+
+# === Sources ===
+
+
+def _read_header(path):
+    with open(path, "rb") as f:
+        return f.read(8)
+
+
+def _is_tflite(header):
+    return len(header) >= 8 and bytes(header[4:8]) == TFLITE_FILE_IDENTIFIER
+
+
+def resolve_source(model_or_path):
+    """Returns `(kind, obj, description)`, kind in {"keras", "tflite_path", "tflite_bytes"}.
+
+    A `.keras` path is returned as kind "keras_path" (loaded later, after the
+    thread settings are applied).
+    """
+    if isinstance(model_or_path, keras.Model):
+        return "keras", model_or_path, f"Keras model '{model_or_path.name}'"
+    if isinstance(model_or_path, (bytes, bytearray, memoryview)):
+        content = bytes(model_or_path)
+        if not _is_tflite(content[:8]):
+            raise ValueError(
+                "`model_or_path` bytes are not a TFLite flatbuffer: expected the file "
+                f"identifier {TFLITE_FILE_IDENTIFIER!r} at bytes 4:8, found "
+                f"{content[4:8]!r}."
+            )
+        return "tflite_bytes", content, f"TFLite flatbuffer ({len(content)} bytes)"
+    if isinstance(model_or_path, (str, os.PathLike)):
+        path = os.fspath(model_or_path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"No such model file: {path!r}. `model_or_path` must be a Keras model, "
+                "an existing `.keras` or `.tflite` file, or TFLite flatbuffer bytes."
+            )
+        if os.path.isdir(path):
+            raise ValueError(
+                f"`model_or_path` is a directory: {path!r}. Pass a `.keras` file, a "
+                "`.tflite` file or a loaded Keras model."
+            )
+        header = _read_header(path)
+        if _is_tflite(header):
+            return "tflite_path", path, f"TFLite file {os.path.basename(path)!r}"
+        if path.endswith(".tflite"):
+            raise ValueError(
+                f"{path!r} is not a TFLite file: expected the flatbuffer file identifier "
+                f"{TFLITE_FILE_IDENTIFIER!r} at bytes 4:8, found {header[4:8]!r}."
+            )
+        if path.endswith(".keras"):
+            return "keras_path", path, f"Keras file {os.path.basename(path)!r}"
+        raise ValueError(
+            f"Cannot tell what kind of model {path!r} is: pass a `.keras` file or a "
+            "TFLite flatbuffer (`.tflite`)."
+        )
+    raise TypeError(
+        "`model_or_path` must be a `keras.Model`, a path to a `.keras` or `.tflite` "
+        "file, or TFLite flatbuffer bytes. "
+        f"Received: model_or_path of type {type(model_or_path).__name__}"
+    )
+
+
+# === Inputs ===
+
+
+def make_input(shape, dtype, seed, quantization=None):
+    """Seeded uniform [0, 255] input of `shape`, in `dtype` (quantized if integer)."""
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 255.0, size=shape)
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        return values.astype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        scale, zero_point = quantization if quantization else (0.0, 0)
+        if scale and scale > 0:
+            q = np.rint(values / scale + zero_point)
+        else:
+            q = rng.integers(info.min, int(info.max) + 1, size=shape)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    if dtype == np.bool_:
+        return values > 127.5
+    raise ValueError(f"Cannot generate an input of dtype {dtype}.")
+
+
+# === Runners ===
+
+
+@dataclasses.dataclass
+class Runner:
+    """A prepared model: `run()` does one forward pass on a fixed input."""
+
+    run: object
+    runtime: str
+    num_threads: int
+    batch_size: int
+    input_shape: tuple
+    input_dtype: str
+    source: str
+    notes: tuple = ()
+
+    def measure(self, warmup, runs):
+        for _ in range(warmup):
+            self.run()
+        seconds = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.run()
+            seconds.append(time.perf_counter() - start)
+        return LatencyReport.from_times(
+            seconds,
+            warmup=warmup,
+            runtime=self.runtime,
+            num_threads=self.num_threads,
+            batch_size=self.batch_size,
+            input_shape=tuple(self.input_shape),
+            input_dtype=self.input_dtype,
+            source=self.source,
+            notes=tuple(self.notes),
+        )
+
+
+def apply_keras_threads(num_threads):
+    """Makes TF's thread pools `num_threads` wide if it can; returns notes."""
+    if keras.backend.backend() != "tensorflow":
+        note = (
+            f"num_threads={num_threads} is not applied on the "
+            f"{keras.backend.backend()} backend; the backend's own thread settings apply."
+        )
+        _warn_once(note)
+        return (note,)
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    intra = threading.get_intra_op_parallelism_threads()
+    inter = threading.get_inter_op_parallelism_threads()
+    if intra == num_threads and inter == num_threads:
+        return ()
+    try:
+        threading.set_intra_op_parallelism_threads(num_threads)
+        threading.set_inter_op_parallelism_threads(num_threads)
+    except RuntimeError:
+        note = (
+            f"num_threads={num_threads} was not applied: TensorFlow's thread pools were "
+            f"already initialized (intra_op={intra}, inter_op={inter}; 0 means one per "
+            "core) and are process-wide. Set "
+            "tf.config.threading.set_intra_op_parallelism_threads and "
+            "set_inter_op_parallelism_threads at program start, or use runtime='tflite'."
+        )
+        _warn_once(note)
+        return (note,)
+    return (
+        f"TensorFlow's intra-op and inter-op thread pools were set to {num_threads} "
+        "for the rest of this process.",
+    )
+
+
+def _warn_once(message):
+    if message not in _THREAD_WARNINGS:
+        _THREAD_WARNINGS.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
+
+
+def _keras_input_spec(model, input_shape):
+    """Input shape (without batch) and dtype of a single-input Keras model."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if inputs and len(inputs) != 1:
+        raise ValueError(
+            f"Only single-input models can be measured; {model.name!r} has "
+            f"{len(inputs)} inputs."
+        )
+    dtype = "float32"
+    known = None
+    if inputs:
+        dtype = keras.backend.standardize_dtype(inputs[0].dtype)
+        known = tuple(inputs[0].shape[1:])
+    if input_shape is not None:
+        return input_shape, dtype
+    if known is None or any(d is None for d in known):
+        raise ValueError(
+            "`input_shape` is required: the input shape of the model "
+            f"{model.name!r} is not fully known (received {known}). Pass e.g. "
+            "input_shape=(224, 224, 3) (without the batch dimension)."
+        )
+    return known, dtype
+
+
+def keras_runner(model, input_shape, batch_size, seed, description, num_threads, notes=()):
+    """Runner for `model(x, training=False)`, traced once (TF) or `predict_on_batch`."""
+    shape, dtype = _keras_input_spec(model, input_shape)
+    x = make_input((batch_size,) + tuple(shape), dtype, seed)
+    if not model.built:
+        model(x, training=False)  # Create the variables outside the traced function.
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda t: model(t, training=False),
+            input_signature=[tf.TensorSpec(x.shape, x.dtype)],
+            autograph=False,
+            jit_compile=False,
+        )
+        x_tensor = tf.constant(x)
+
+        def run():
+            for out in tf.nest.flatten(fn(x_tensor)):
+                out.numpy()
+
+    else:
+
+        def run():
+            model.predict_on_batch(x)
+
+    return Runner(
+        run=run,
+        runtime="keras",
+        num_threads=num_threads,
+        batch_size=batch_size,
+        input_shape=tuple(shape),
+        input_dtype=str(np.dtype(x.dtype)),
+        source=description,
+        notes=tuple(notes),
+    )
+
+
+def convert_to_tflite(model):
+    """Float TFLite flatbuffer of a Keras model (TensorFlow backend)."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "runtime='tflite' converts Keras models with TensorFlow's TFLite converter, "
+            f"which needs the TensorFlow backend; the backend is {keras.backend.backend()!r}. "
+            "Export the model to a `.tflite` file and pass its path instead."
+        )
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    # The converter prints the exported signature to stdout; keep output clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def tflite_runner(
+    model_path=None, model_content=None, *, input_shape, batch_size, seed, description,
+    num_threads,
+):
+    Interpreter = import_litert_interpreter()
+    if model_path is not None:
+        interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
+    else:
+        interpreter = Interpreter(model_content=model_content, num_threads=num_threads)
+    details = interpreter.get_input_details()
+    if len(details) != 1:
+        raise ValueError(
+            f"Only single-input models can be measured; {description} has "
+            f"{len(details)} inputs."
+        )
+    detail = details[0]
+    current = tuple(int(d) for d in detail["shape"])
+    signature = tuple(int(d) for d in detail.get("shape_signature", detail["shape"]))
+    if input_shape is None:
+        if any(d < 0 for d in signature[1:]):
+            raise ValueError(
+                f"`input_shape` is required: the input shape of {description} has "
+                f"unknown dimensions (shape signature {list(signature)}). Pass e.g. "
+                "input_shape=(224, 224, 3) (without the batch dimension)."
+            )
+        input_shape = current[1:]
+    target = (batch_size,) + tuple(input_shape)
+    if target != current:
+        try:
+            interpreter.resize_tensor_input(detail["index"], list(target), strict=False)
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(
+                f"Cannot run {description} with batch_size={batch_size} and "
+                f"input_shape={tuple(input_shape)}: its input shape is {list(current)} "
+                f"({e})."
+            ) from e
+    try:
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(
+            f"Cannot run {description} with input {list(target)}: {e}"
+        ) from e
+    x = make_input(target, detail["dtype"], seed, detail.get("quantization"))
+    interpreter.set_tensor(detail["index"], x)
+    return Runner(
+        run=interpreter.invoke,
+        runtime="tflite",
+        num_threads=num_threads,
+        batch_size=batch_size,
+        input_shape=tuple(input_shape),
+        input_dtype=str(np.dtype(x.dtype)),
+        source=description,
+    )
+
+
+def prepare(model_or_path, input_shape=None, runtime="keras", num_threads=1, batch_size=1,
+            seed=0):
+    """Validates the arguments and returns a `Runner` ready to time."""
+    runtime = check_runtime(runtime)
+    num_threads = check_positive_int("num_threads", num_threads)
+    batch_size = check_positive_int("batch_size", batch_size)
+    input_shape = check_input_shape(input_shape)
+    kind, obj, description = resolve_source(model_or_path)
+    if kind.startswith("tflite"):
+        if runtime != "tflite":
+            raise ValueError(
+                f"{description} can only be measured with runtime='tflite'. "
+                f"Received: runtime={runtime!r}"
+            )
+        return tflite_runner(
+            model_path=obj if kind == "tflite_path" else None,
+            model_content=obj if kind == "tflite_bytes" else None,
+            input_shape=input_shape, batch_size=batch_size, seed=seed,
+            description=description, num_threads=num_threads,
+        )
+    if runtime == "tflite":
+        import_litert_interpreter()  # Fail before a slow conversion if it is missing.
+        model = keras.saving.load_model(obj, compile=False) if kind == "keras_path" else obj
+        shape, _ = _keras_input_spec(model, input_shape)  # Same errors as "keras".
+        flat = convert_to_tflite(model)
+        return tflite_runner(
+            model_content=flat, input_shape=shape,
+            batch_size=batch_size, seed=seed, description=description,
+            num_threads=num_threads,
+        )
+    # Threads first: loading a `.keras` file would start TensorFlow's runtime.
+    notes = apply_keras_threads(num_threads)
+    model = keras.saving.load_model(obj, compile=False) if kind == "keras_path" else obj
+    return keras_runner(model, input_shape, batch_size, seed, description, num_threads, notes)
+
+
+# === Public API ===
+
+
+def measure_latency(
+    model_or_path,
+    input_shape=None,
+    runtime="keras",
+    num_threads=1,
+    batch_size=1,
+    warmup=10,
+    runs=50,
+    seed=0,
+):
+    """Measures the inference latency of a model on this CPU.
+
+    Runs `warmup` untimed forward passes, then `runs` timed ones on a fixed
+    seeded input, and reports statistics of the per-run wall-clock time
+    (`time.perf_counter`). The paper's protocol is
+    `runtime="tflite", num_threads=1, batch_size=1`. See the module docstring
+    for what each runtime times and how threads are handled.
+
+    Args:
+        model_or_path: a `keras.Model`, a path to a `.keras` file, a path to a
+            TFLite file (`.tflite`), or TFLite flatbuffer bytes.
+        input_shape: input shape without the batch dimension, e.g.
+            `(224, 224, 3)`. Required only when the model's input shape has
+            unknown dimensions. Defaults to `None` (read from the model).
+        runtime: `"keras"` (the Keras model, traced once with `tf.function`
+            on TensorFlow) or `"tflite"` (the LiteRT interpreter; a Keras model
+            is converted to float TFLite first). TFLite sources need
+            `"tflite"`. Defaults to `"keras"`.
+        num_threads: CPU threads. Exact for `"tflite"`; for `"keras"` on
+            TensorFlow applied only if TensorFlow's process-wide thread pools
+            are not yet initialized (otherwise a warning, once, and a note in
+            the report). Defaults to `1`.
+        batch_size: batch size of the input. Defaults to `1`.
+        warmup: untimed runs before timing, >= 0. Defaults to `10`.
+        runs: timed runs, >= 1. Defaults to `50`.
+        seed: seed of the input values. Defaults to `0`.
+
+    Returns:
+        A `LatencyReport` (frozen dataclass; `str(report)` is readable,
+        `report.to_dict()` is JSON-serializable).
+
+    Raises:
+        ValueError: `runtime` not in `("keras", "tflite")`, a bad
+            `num_threads`/`batch_size`/`warmup`/`runs`/`input_shape`, an
+            unknown input shape without `input_shape`, a file that is not a
+            TFLite flatbuffer (no `TFL3` identifier at bytes 4:8) or `.keras`
+            file, a TFLite source with `runtime="keras"`.
+        FileNotFoundError: `model_or_path` is a path that does not exist.
+        TypeError: `model_or_path` is not a model, path or bytes.
+        ImportError: `runtime="tflite"` without `ai-edge-litert` installed
+            (`pip install "mnv3-layers[litert]"`).
+
+    Example:
+
+    >>> from mnv3_layers.applications import MobileNetV3Small
+    >>> from mnv3_layers.latency import measure_latency
+    >>> model = MobileNetV3Small(input_shape=(96, 96, 3), weights=None)
+    >>> report = measure_latency(model, runtime="tflite", runs=10)  # doctest: +SKIP
+    >>> print(report)  # doctest: +SKIP
+    Latency of Keras model 'MobileNetV3Small': runtime=tflite, num_threads=1, ...
+    """
+    runs = check_positive_int("runs", runs)
+    warmup = check_warmup(warmup)
+    runner = prepare(
+        model_or_path,
+        input_shape=input_shape,
+        runtime=runtime,
+        num_threads=num_threads,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    return runner.measure(warmup, runs)
