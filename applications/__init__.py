@@ -1,5 +1,6 @@
 """MobileNetV3 models built from `mnv3_layers` (installed as `mnv3_layers.applications`)."""
 
+from mnv3_layers.applications.backbone import MobileNetV3Backbone
 from mnv3_layers.applications.mobilenet_v3 import (
     MobileNetV3Large,
     MobileNetV3Small,
@@ -8,6 +9,7 @@ from mnv3_layers.applications.mobilenet_v3 import (
 )
 
 __all__ = [
+    "MobileNetV3Backbone",
     "MobileNetV3Large",
     "MobileNetV3Small",
     "decode_predictions",

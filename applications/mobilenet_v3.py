@@ -28,12 +28,28 @@ def block_name(index):
     return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
 
 
-def build_stem_and_blocks(x, arch, bn_momentum=0.99):
+def expansion_output_key(index):
+    """Key of block `index`'s expansion-output tap (TF-slim's `expansion_output`)."""
+    return f"{block_name(index)}/expansion_output"
+
+
+def build_stem_and_blocks(x, arch, bn_momentum=0.99, expansion_output_block=None):
     """Applies the stem and every bneck block of a `ResolvedArchitecture` to `x`.
 
-    Returns the list of per-block output tensors (the stem output first).
-    Shared by the applications and the backbone so both have the same layer
+    Shared by the applications and the backbone, so both have the same layer
     names and weights.
+
+    Args:
+        x: the (preprocessed) input tensor.
+        arch: a `ResolvedArchitecture`.
+        bn_momentum: batch-norm momentum. Defaults to `0.99`.
+        expansion_output_block: index of a block whose expansion output
+            (after the expand activation) is also returned, or `None`.
+
+    Returns:
+        A dict, in call order, from layer name (`"conv_activation"`,
+        `"expanded_conv"`, `"expanded_conv_1"`, ...) to its output tensor,
+        plus `expansion_output_key(i)` for `expansion_output_block=i`.
     """
     stem = arch.stem
     x = keras.layers.Conv2D(
@@ -44,9 +60,10 @@ def build_stem_and_blocks(x, arch, bn_momentum=0.99):
         momentum=bn_momentum, epsilon=BN_EPSILON, name="conv_bn"
     )(x)
     x = activation_layer(arch.stem_activation, name="conv_activation")(x)
-    outputs = [x]
+    outputs = {"conv_activation": x}
     for block in arch.blocks:
-        x = InvertedResidual(
+        tap = block.index == expansion_output_block
+        layer = InvertedResidual(
             block.filters,
             kernel_size=block.kernel_size,
             strides=block.strides,
@@ -56,13 +73,19 @@ def build_stem_and_blocks(x, arch, bn_momentum=0.99):
             dilation_rate=block.dilation_rate,
             bn_momentum=bn_momentum,
             bn_epsilon=BN_EPSILON,
+            expansion_output=tap,
             name=block_name(block.index),
-        )(x)
-        outputs.append(x)
+        )
+        if tap:
+            x, outputs[expansion_output_key(block.index)] = layer(x)
+        else:
+            x = layer(x)
+        outputs[layer.name] = x
     return outputs
 
 
-def _check_input_shape(input_shape, weights):
+def check_input_shape(input_shape, weights):
+    """Validates an application/backbone `input_shape`; returns it as a tuple."""
     if input_shape is None:
         return None
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
@@ -173,7 +196,7 @@ def _mobilenet_v3(
         input_shape = tensor_shape
     if input_shape is None:
         input_shape = (None, None, 3)
-    input_shape = _check_input_shape(input_shape, weights)
+    input_shape = check_input_shape(input_shape, weights)
     if weights == "imagenet" and (input_shape[0] != 224 or input_shape[1] != 224):
         import warnings
 
@@ -188,7 +211,7 @@ def _mobilenet_v3(
     x = img_input
     if include_preprocessing:
         x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")(x)
-    x = build_stem_and_blocks(x, arch, bn_momentum)[-1]
+    x = list(build_stem_and_blocks(x, arch, bn_momentum).values())[-1]
     x = EfficientLastStage(
         arch.last_stage_filters,
         last_point_filters=arch.last_point_filters if include_top else None,

@@ -216,6 +216,28 @@ class ResolvedArchitecture:
     last_stage_filters: int
     last_point_filters: int
     last_stage_activation: str
+    reduced_tail: bool = False
+
+
+def tail_start_index(arch):
+    """Index of the first bneck row of the last stage (the paper's C4 -> C5 block).
+
+    That is the last row with stride 2 in the table: Large row 12 (the
+    672-exp, 160-out block), Small row 8 (288 exp, 96 out). Its expansion
+    output is the SSDLite C4 feature (paper section 6.3) and `reduced_tail`
+    halves it and every layer after it.
+
+    Raises:
+        ValueError: the table has no stride-2 row.
+    """
+    arch = get_architecture(arch)
+    rows = [i for i, row in enumerate(arch.blocks) if row.strides == 2]
+    if not rows:
+        raise ValueError(
+            "The architecture has no stride-2 block, so it has no last stage to "
+            f"reduce or tap. Received: variant={arch.name!r}"
+        )
+    return rows[-1]
 
 
 def _check_alpha(alpha):
@@ -240,7 +262,9 @@ def get_architecture(variant):
     return ARCHITECTURES[variant]
 
 
-def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=32, divisor=8):
+def resolve_architecture(
+    variant, alpha=1.0, minimalistic=False, output_stride=32, divisor=8, *, reduced_tail=False
+):
     """Applies width multiplier, minimalistic and output stride to a table.
 
     The rules are those of keras.applications / TF-slim:
@@ -253,7 +277,14 @@ def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=3
       grows to `make_divisible(1280 * alpha)`;
     - `minimalistic`: every kernel 3x3, every activation ReLU, no SE;
     - `output_stride` (8, 16 or 32): once the running stride reaches it,
-      later stride-2 blocks use stride 1 and double the dilation instead.
+      later stride-2 blocks use stride 1 and double the dilation instead;
+    - `reduced_tail` (paper section 6.3, TF-slim's `V3_LARGE_DETECTION` /
+      `V3_SMALL_DETECTION`): the output widths of the last-stage blocks
+      (from `tail_start_index`: Large rows 12-14, Small rows 8-10) and of
+      the last stage's 1x1 conv are halved (`round(filters / 2)` before
+      `alpha`); expansion ratios stay relative to the input, as in TF-slim,
+      so the first reduced block keeps its full expansion (672 / 288, the
+      SSDLite C4 tap) and the later ones halve it (960 -> 480, 576 -> 288).
 
     Args:
         variant: `"large"`, `"small"` or an `ArchitectureSpec`.
@@ -261,6 +292,8 @@ def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=3
         minimalistic: the paper's minimalistic variant. Defaults to `False`.
         output_stride: 8, 16 or 32. Defaults to `32`.
         divisor: channel rounding. Defaults to `8`.
+        reduced_tail: halve the channels after C4 (see above).
+            Defaults to `False`.
 
     Returns:
         A `ResolvedArchitecture`.
@@ -279,6 +312,11 @@ def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=3
         raise ValueError(
             f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride!r}"
         )
+    if not isinstance(reduced_tail, bool):
+        raise TypeError(
+            f"`reduced_tail` must be a bool. Received: reduced_tail={reduced_tail!r}"
+        )
+    tail_start = tail_start_index(arch) if reduced_tail else len(arch.blocks)
 
     def depth(channels):
         return make_divisible(channels * alpha, divisor)
@@ -293,7 +331,8 @@ def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=3
     blocks = []
     for index, row in enumerate(arch.blocks):
         expansion = row.exp_size / paper_in
-        filters = depth(row.filters)
+        # TF-slim `_reduce_consecutive_layers`: halve `num_outputs` only.
+        filters = depth(round(row.filters * 0.5) if index >= tail_start else row.filters)
         strides = row.strides
         # TF-slim's rule (mobilenet.py, output_stride): a block that would
         # go below the output stride keeps stride 1 and the current rate;
@@ -337,4 +376,5 @@ def resolve_architecture(variant, alpha=1.0, minimalistic=False, output_stride=3
         last_stage_filters=make_divisible(in_channels * last_ratio, divisor),
         last_point_filters=last_point,
         last_stage_activation=act(arch.last_stage.activation),
+        reduced_tail=reduced_tail,
     )

@@ -50,7 +50,7 @@ class EfficientLastStage(keras.layers.Layer):
     >>> import numpy as np
     >>> from mnv3_layers import EfficientLastStage
     >>> stage = EfficientLastStage(960, last_point_filters=1280)
-    >>> stage(np.zeros((2, 7, 7, 160), "float32")).shape
+    >>> tuple(stage(np.zeros((2, 7, 7, 160), "float32")).shape)
     (2, 1, 1, 1280)
 
     Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 5.1.

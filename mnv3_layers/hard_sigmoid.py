@@ -29,8 +29,8 @@ class HardSigmoid(keras.layers.Layer):
 
     >>> import numpy as np
     >>> from mnv3_layers import HardSigmoid
-    >>> HardSigmoid()(np.array([-3.5, -3.0, 0.0, 3.0, 3.5]))
-    # [0.0, 0.0, 0.5, 1.0, 1.0]
+    >>> [float(v) for v in HardSigmoid()(np.array([-3.5, -3.0, 0.0, 3.0, 3.5]))]
+    [0.0, 0.0, 0.5, 1.0, 1.0]
 
     Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 5.2.
     """

@@ -26,8 +26,8 @@ class HardSwish(keras.layers.Layer):
 
     >>> import numpy as np
     >>> from mnv3_layers import HardSwish
-    >>> HardSwish()(np.array([-3.5, -3.0, 0.0, 3.0, 3.5]))
-    # [-0.0, -0.0, 0.0, 3.0, 3.5]
+    >>> [float(v) for v in HardSwish()(np.array([-3.5, -3.0, 0.0, 3.0, 3.5]))]
+    [-0.0, -0.0, 0.0, 3.0, 3.5]
 
     Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 5.2.
     """

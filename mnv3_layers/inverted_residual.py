@@ -51,10 +51,18 @@ class InvertedResidual(keras.layers.Layer):
             Defaults to `1e-3`.
         divisor: channel rounding multiple for the expanded and squeeze
             widths. Defaults to `8`.
+        expansion_output: also return the expansion output (after the
+            expand activation; the input itself when there is no expand
+            convolution), as `(output, expansion_output)`. Used for feature
+            taps such as SSDLite's C4 (TF-slim's `expansion_output`
+            endpoint); the weights are the same either way.
+            Defaults to `False`.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Input shape: 4D `(batch, height, width, C_in)`.
-    Output shape: `(batch, ceil(height / strides), ceil(width / strides), filters)`.
+    Output shape: `(batch, ceil(height / strides), ceil(width / strides), filters)`;
+    with `expansion_output=True` a tuple of that and
+    `(batch, height, width, E)`.
 
     Example:
 
@@ -62,7 +70,7 @@ class InvertedResidual(keras.layers.Layer):
     >>> from mnv3_layers import InvertedResidual
     >>> block = InvertedResidual(40, kernel_size=5, strides=2, expansion=3,
     ...                          se_ratio=0.25, activation="relu")
-    >>> block(np.zeros((1, 56, 56, 24), "float32")).shape
+    >>> tuple(block(np.zeros((1, 56, 56, 24), "float32")).shape)
     (1, 28, 28, 40)
 
     Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019,
@@ -81,6 +89,7 @@ class InvertedResidual(keras.layers.Layer):
         bn_momentum=0.99,
         bn_epsilon=1e-3,
         divisor=8,
+        expansion_output=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,6 +110,12 @@ class InvertedResidual(keras.layers.Layer):
         self.bn_momentum = check_fraction("bn_momentum", bn_momentum)
         self.bn_epsilon = check_positive_number("bn_epsilon", bn_epsilon)
         self.divisor = check_positive_int("divisor", divisor)
+        if not isinstance(expansion_output, bool):
+            raise TypeError(
+                "`expansion_output` must be a bool. "
+                f"Received: expansion_output={expansion_output!r}"
+            )
+        self.expansion_output = expansion_output
 
         # === Layers ===
         # The expand convolution's width depends on the input channels, so
@@ -190,6 +205,7 @@ class InvertedResidual(keras.layers.Layer):
             x = self.expand(x)
             x = self.expand_bn(x, training=training)
             x = self.expand_activation(x)
+        expanded = x
         x = self.depthwise(x)
         x = self.depthwise_bn(x, training=training)
         x = self.depthwise_activation(x)
@@ -199,12 +215,19 @@ class InvertedResidual(keras.layers.Layer):
         x = self.project_bn(x, training=training)
         if self.use_residual:
             x = self.add([inputs, x])
+        if self.expansion_output:
+            return x, expanded
         return x
 
     def compute_output_shape(self, input_shape):
-        return self.project.compute_output_shape(
+        output_shape = self.project.compute_output_shape(
             self.depthwise.compute_output_shape(tuple(input_shape))
         )
+        if not self.expansion_output:
+            return output_shape
+        in_channels = input_shape[-1]
+        expanded = None if in_channels is None else self.expanded_channels(int(in_channels))
+        return output_shape, tuple(input_shape[:-1]) + (expanded,)
 
     def get_config(self):
         config = super().get_config()
@@ -220,6 +243,7 @@ class InvertedResidual(keras.layers.Layer):
                 "bn_momentum": self.bn_momentum,
                 "bn_epsilon": self.bn_epsilon,
                 "divisor": self.divisor,
+                "expansion_output": self.expansion_output,
             }
         )
         return config

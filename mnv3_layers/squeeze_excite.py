@@ -33,7 +33,7 @@ class SqueezeExcite(keras.layers.Layer):
 
     >>> import numpy as np
     >>> from mnv3_layers import SqueezeExcite
-    >>> SqueezeExcite(se_ratio=0.25)(np.ones((1, 7, 7, 96), "float32")).shape
+    >>> tuple(SqueezeExcite(se_ratio=0.25)(np.ones((1, 7, 7, 96), "float32")).shape)
     (1, 7, 7, 96)
 
     Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019,

@@ -1,0 +1,412 @@
+"""MobileNetV3 as a feature-extractor backbone for detection and segmentation heads.
+
+`MobileNetV3Backbone` is a functional `keras.Model` (keras-hub Backbone
+style) whose output is the last feature map (the efficient last stage
+without its pooled head: 960 channels for Large, 576 for Small). Its feature
+taps come from one list, `feature_taps(...)`, computed from the block table
+without building or running anything, and are exposed three ways:
+
+- `pyramid_level_inputs`: `{"P1": layer_name, ..., "P5": layer_name}`, the
+  keras-cv contract (RetinaNet, YOLOV8Detector, DeepLabV3Plus read it);
+- `pyramid_outputs`: `{"P1": tensor, ..., "P5": tensor}`, the keras-hub
+  contract;
+- `feature_info`: every tap (`FeatureInfo`: name, stride, channels, kind,
+  level), including the SSDLite C4 expansion tap (`expansion_tap`).
+
+Layer names are those of `MobileNetV3Large/Small(include_top=False)`
+(`conv`, `conv_bn`, `conv_activation`, `expanded_conv`, `expanded_conv_1`,
+..., `last_stage`), so weights files and `set_weights` are shared with the
+applications.
+
+Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019,
+sections 6.3 (SSDLite, reduced tail) and 6.4 (segmentation, output stride).
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from mnv3_layers._registry import register
+from mnv3_layers._validation import check_fraction
+from mnv3_layers.applications import weights as weights_lib
+from mnv3_layers.applications.mobilenet_v3 import (
+    BN_EPSILON,
+    block_name,
+    build_stem_and_blocks,
+    check_input_shape,
+)
+from mnv3_layers.block_spec import (
+    ArchitectureSpec,
+    BlockSpec,
+    LastStageSpec,
+    StemSpec,
+    get_architecture,
+    resolve_architecture,
+    tail_start_index,
+)
+from mnv3_layers.efficient_last_stage import EfficientLastStage
+
+STEM_TAP = "conv_activation"
+LAST_STAGE_TAP = "last_stage"
+KINDS = ("block", "expansion")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureInfo:
+    """One feature tap of a `MobileNetV3Backbone`.
+
+    Attributes:
+        name: name of the layer whose output this is (`"conv_activation"`,
+            `"expanded_conv_12"`, `"last_stage"`, ...).
+        stride: the tap's real output stride relative to the input (with
+            `output_stride` 16 or 8 the dilated levels report 16 or 8).
+        channels: number of channels.
+        kind: `"block"` (the layer's output) or `"expansion"` (the expand
+            activation inside the `InvertedResidual` layer `name`, before
+            its depthwise convolution; TF-slim's `expansion_output`).
+        level: `"P1"` .. `"P5"` when this tap is that pyramid level, else
+            `None`.
+    """
+
+    name: str
+    stride: int
+    channels: int
+    kind: str
+    level: object = None
+
+    @property
+    def key(self):
+        """Unique key of the tap: `name`, or `name + "/expansion_output"`."""
+        return self.name if self.kind == "block" else f"{self.name}/expansion_output"
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+
+
+def _spec_from_variant(variant):
+    """`"large"`, `"small"`, an `ArchitectureSpec` or its `get_config` dict -> spec."""
+    if isinstance(variant, dict):
+        try:
+            return ArchitectureSpec(
+                name=variant["name"],
+                stem=StemSpec(**variant["stem"]),
+                blocks=tuple(BlockSpec.from_dict(dict(row)) for row in variant["blocks"]),
+                last_stage=LastStageSpec(**variant["last_stage"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                "`variant` given as a dict must have the keys 'name', 'stem', "
+                f"'blocks' and 'last_stage' ({error}). Received: variant={variant!r}"
+            ) from error
+    if isinstance(variant, str) and variant != variant.lower():
+        variant_lower = variant.lower()
+        if variant_lower in ("large", "small"):
+            variant = variant_lower
+    return get_architecture(variant)
+
+
+def _variant_config(variant):
+    if isinstance(variant, str):
+        return variant.lower()
+    spec = _spec_from_variant(variant)
+    return {
+        "name": spec.name,
+        "stem": dataclasses.asdict(spec.stem),
+        "blocks": [row.to_dict() for row in spec.blocks],
+        "last_stage": dataclasses.asdict(spec.last_stage),
+    }
+
+
+def _level(stride):
+    if stride < 2 or stride & (stride - 1):
+        return None
+    return f"P{int(math.log2(stride))}"
+
+
+def feature_taps(
+    variant="large", alpha=1.0, minimalistic=False, output_stride=32, reduced_tail=False
+):
+    """The feature taps of a backbone, computed from the block table alone.
+
+    Taps, in network order: the stem activation (`conv_activation`), every
+    bneck block output (`expanded_conv`, `expanded_conv_1`, ...), the
+    expansion output of the last-stage block (`tail_start_index`: Large
+    `expanded_conv_12`, 672 channels; Small `expanded_conv_8`, 288; the
+    SSDLite C4 feature, TF-slim's `layer_14/expansion_output` /
+    `layer_10/expansion_output`), listed just before that block's own
+    output, and the last feature map (`last_stage`).
+
+    Pyramid levels: level `Pn` is the last block tap whose *nominal* stride
+    (the stride at `output_stride=32`) is `2**n`. With `output_stride` 16
+    or 8 the strides stop shrinking, but each level keeps its own layer, so
+    keras-cv gets distinct layers per level: P5 is always the last feature
+    map and P4 the last layer before the block that would have gone to
+    stride 32 (P3 likewise for `output_stride=8`); their `stride` is the
+    real one (e.g. P4 and P5 both 16). A level with no layer (a custom table
+    with fewer stride-2 blocks) is left out. The expansion tap has no level.
+
+    Args:
+        variant, alpha, minimalistic, output_stride, reduced_tail: as for
+            `MobileNetV3Backbone`.
+
+    Returns:
+        A tuple of `FeatureInfo`.
+
+    Example:
+
+    >>> from mnv3_layers.applications.backbone import feature_taps
+    >>> [(t.name, t.stride, t.channels) for t in feature_taps("small") if t.level]
+    [('conv_activation', 2, 16), ('expanded_conv', 4, 16), ('expanded_conv_2', 8, 24), \
+('expanded_conv_7', 16, 48), ('last_stage', 32, 576)]
+    """
+    spec = _spec_from_variant(variant)
+    arch = resolve_architecture(
+        spec, alpha, minimalistic, output_stride, reduced_tail=reduced_tail
+    )
+    nominal = resolve_architecture(spec, alpha, minimalistic, 32, reduced_tail=reduced_tail)
+    tail_start = tail_start_index(spec)
+    # (FeatureInfo without level, nominal stride) in network order.
+    taps = [(FeatureInfo(STEM_TAP, arch.stem.strides, arch.stem.filters, "block"),
+             nominal.stem.strides)]
+    for block, nominal_block in zip(arch.blocks, nominal.blocks):
+        name = block_name(block.index)
+        if block.index == tail_start and block.has_expand:
+            previous, previous_nominal = taps[-1][0].stride, taps[-1][1]
+            taps.append(
+                (FeatureInfo(name, previous, block.expanded_filters, "expansion"),
+                 previous_nominal)
+            )
+        taps.append((FeatureInfo(name, block.stride, block.filters, "block"),
+                     nominal_block.stride))
+    taps.append(
+        (FeatureInfo(LAST_STAGE_TAP, arch.blocks[-1].stride, arch.last_stage_filters, "block"),
+         nominal.blocks[-1].stride)
+    )
+    last_of_level = {}
+    for index, (tap, nominal_stride) in enumerate(taps):
+        level = _level(nominal_stride)
+        if tap.kind == "block" and level is not None:
+            last_of_level[level] = index
+    levels = {index: level for level, index in last_of_level.items()}
+    return tuple(
+        dataclasses.replace(tap, level=levels.get(index)) for index, (tap, _) in enumerate(taps)
+    )
+
+
+def _check_weights(weights, spec, alpha, minimalistic, reduced_tail):
+    if isinstance(weights, str) and weights == "imagenet":
+        if spec.name not in ("large", "small") or spec != get_architecture(spec.name):
+            raise ValueError(
+                "`weights='imagenet'` needs variant 'large' or 'small'; a custom "
+                "architecture has other layer shapes. Received: "
+                f"variant=<custom ArchitectureSpec {spec.name!r}>, weights='imagenet'"
+            )
+        if reduced_tail:
+            raise ValueError(
+                "`reduced_tail=True` halves the last-stage channels, so no ImageNet "
+                "weights fit it; pass `weights=None` (or a file saved from a "
+                "reduced-tail backbone). Received: reduced_tail=True, weights='imagenet'"
+            )
+    weights_lib.check_weights_argument(
+        weights,
+        model_type=spec.name,
+        alpha=alpha,
+        minimalistic=minimalistic,
+        include_top=False,
+        classes=1000,
+        classifier_activation=None,
+    )
+
+
+@register
+class MobileNetV3Backbone(keras.Model):
+    """MobileNetV3 feature extractor with keras-cv and keras-hub feature taps.
+
+    A functional model from an image to the last feature map (the efficient
+    last stage without its pooled head: `(batch, H / s, W / s, 960)` for
+    Large, `576` for Small, `s = output_stride`). Feature taps (see
+    `feature_taps` for the table and the level rule):
+
+    - `pyramid_level_inputs`: `"P1".."P5"` -> layer name (keras-cv);
+    - `pyramid_outputs`: `"P1".."P5"` -> `KerasTensor` (keras-hub);
+    - `feature_info`: tuple of `FeatureInfo` (name, stride, channels, kind,
+      level) for every tap; `feature_outputs`: `FeatureInfo.key` -> tensor;
+    - `expansion_tap`: the `FeatureInfo` of the SSDLite C4 tap (expansion
+      output of Large's `expanded_conv_12` / Small's `expanded_conv_8`, at
+      stride 16), or `None` when that block has no expand convolution;
+    - `get_feature_extractor(keys)`: a model returning a dict of taps.
+
+    Args:
+        variant: `"large"`, `"small"` or a custom `ArchitectureSpec` (or its
+            dict form, as written by `get_config`). Defaults to `"large"`.
+        alpha: width multiplier. Defaults to `1.0`.
+        minimalistic: 3x3 kernels, ReLU, no SE. Defaults to `False`.
+        input_shape: `(height, width, channels)`; spatial dims may be `None`
+            and must be >= 32. Defaults to `(None, None, 3)`.
+        include_preprocessing: rescale inputs from [0, 255] to [-1, 1].
+            Defaults to `True`.
+        output_stride: 32, 16 or 8; past that stride, stride-2 blocks run at
+            stride 1 with growing dilation (TF-slim's rule), which keeps
+            every weight shape, so ImageNet weights still load.
+            Defaults to `32`.
+        reduced_tail: halve the channels after C4 (paper section 6.3,
+            TF-slim `V3_LARGE_DETECTION` / `V3_SMALL_DETECTION`: Large blocks
+            12-14 output 80 and the last conv 480; Small blocks 8-10 output
+            48 and the last conv 288). Defaults to `False`.
+        weights: `None`, `"imagenet"` (the keras.applications no-top files)
+            or a path to a weights file (see `applications.weights`).
+            Not kept in the config (a saved model carries its weights), so
+            `get_config()["weights"]` is `None`. Defaults to `None`.
+        bn_momentum: batch-norm momentum. Defaults to `0.99`.
+        name: model name. Defaults to `None` (Keras picks one).
+        **kwargs: `keras.Model` arguments (`trainable`, `dtype`).
+
+    Example:
+
+    >>> from mnv3_layers.applications import MobileNetV3Backbone
+    >>> backbone = MobileNetV3Backbone("small", input_shape=(256, 256, 3))
+    >>> backbone.pyramid_level_inputs["P3"]
+    'expanded_conv_2'
+    >>> backbone.output_shape
+    (None, 8, 8, 576)
+    """
+
+    def __init__(
+        self,
+        variant="large",
+        alpha=1.0,
+        minimalistic=False,
+        input_shape=(None, None, 3),
+        include_preprocessing=True,
+        output_stride=32,
+        reduced_tail=False,
+        weights=None,
+        bn_momentum=0.99,
+        name=None,
+        **kwargs,
+    ):
+        # === Argument checks (all before anything is built) ===
+        if keras.config.image_data_format() != "channels_last":
+            raise ValueError(
+                "mnv3_layers builds channels_last models only. Received: "
+                f"keras.config.image_data_format()={keras.config.image_data_format()!r}"
+            )
+        spec = _spec_from_variant(variant)
+        _check_bool("minimalistic", minimalistic)
+        _check_bool("include_preprocessing", include_preprocessing)
+        _check_bool("reduced_tail", reduced_tail)
+        arch = resolve_architecture(
+            spec, alpha, minimalistic, output_stride, reduced_tail=reduced_tail
+        )
+        taps = feature_taps(spec, alpha, minimalistic, output_stride, reduced_tail)
+        check_fraction("bn_momentum", bn_momentum)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` must be a string. Received: name={name!r}")
+        _check_weights(weights, spec, alpha, minimalistic, reduced_tail)
+        input_shape = check_input_shape(
+            (None, None, 3) if input_shape is None else input_shape, weights
+        )
+        expansion_tap = next((t for t in taps if t.kind == "expansion"), None)
+        tap_block = tail_start_index(spec) if expansion_tap is not None else None
+
+        # === Layers and Functional Model ===
+        # The stem and blocks come from the builder the applications use, so
+        # layer names and weights are the same as `MobileNetV3*(include_top=False)`.
+        inputs = keras.Input(shape=input_shape)
+        x = inputs
+        if include_preprocessing:
+            x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")(x)
+        outputs = build_stem_and_blocks(
+            x, arch, bn_momentum, expansion_output_block=tap_block
+        )
+        x = EfficientLastStage(
+            arch.last_stage_filters,
+            last_point_filters=None,
+            activation=arch.last_stage_activation,
+            bn_momentum=bn_momentum,
+            bn_epsilon=BN_EPSILON,
+            name=LAST_STAGE_TAP,
+        )(list(outputs.values())[-1])
+        outputs[LAST_STAGE_TAP] = x
+        super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
+
+        # === Config ===
+        # A name stays a name; a custom table is kept as its ArchitectureSpec.
+        self.variant = variant.lower() if isinstance(variant, str) else spec
+        self.alpha = alpha
+        self.minimalistic = minimalistic
+        self.image_shape = input_shape
+        self.include_preprocessing = include_preprocessing
+        self.output_stride = output_stride
+        self.reduced_tail = reduced_tail
+        self.bn_momentum = bn_momentum
+        self.architecture = arch
+        self.feature_info = taps
+        self.expansion_tap = expansion_tap
+        self.feature_outputs = {tap.key: outputs[tap.key] for tap in taps}
+        self.pyramid_level_inputs = {t.level: t.name for t in taps if t.level}
+        self.pyramid_outputs = {t.level: outputs[t.key] for t in taps if t.level}
+
+        weights_lib.load_weights(
+            self,
+            weights,
+            model_type=spec.name,
+            alpha=alpha,
+            minimalistic=minimalistic,
+            include_top=False,
+        )
+
+    def get_feature_extractor(self, keys=None):
+        """A `keras.Model` from the backbone's input to a dict of taps.
+
+        Args:
+            keys: pyramid levels (`"P3"`) and/or tap keys (`FeatureInfo.key`:
+                a layer name, or `"expanded_conv_12/expansion_output"`).
+                Defaults to every pyramid level.
+
+        Returns:
+            A `keras.Model` sharing this backbone's layers and weights whose
+            output is `{key: tensor}`.
+
+        Raises:
+            ValueError: a key is neither a level nor a tap of this backbone.
+        """
+        if keys is None:
+            keys = list(self.pyramid_outputs)
+        if isinstance(keys, str):
+            keys = [keys]
+        outputs = {}
+        for key in keys:
+            if key in self.pyramid_outputs:
+                outputs[key] = self.pyramid_outputs[key]
+            elif key in self.feature_outputs:
+                outputs[key] = self.feature_outputs[key]
+            else:
+                raise ValueError(
+                    "`keys` must be pyramid levels "
+                    f"{sorted(self.pyramid_outputs)} or tap keys "
+                    f"{list(self.feature_outputs)}. Received: key={key!r}"
+                )
+        return keras.Model(self.input, outputs)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "variant": _variant_config(self.variant),
+            "alpha": self.alpha,
+            "minimalistic": self.minimalistic,
+            "input_shape": self.image_shape,
+            "include_preprocessing": self.include_preprocessing,
+            "output_stride": self.output_stride,
+            "reduced_tail": self.reduced_tail,
+            "weights": None,
+            "bn_momentum": self.bn_momentum,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
