@@ -1,6 +1,7 @@
 from setuptools import setup
 
 _CV = ["keras-cv==0.9.*"]
+_HUB = ["keras-hub"]
 _QAT = ["tensorflow-model-optimization>=0.8.1", "tf_keras==2.21.*"]
 _LITERT = ["ai-edge-litert"]
 _PLOT = ["matplotlib"]
@@ -21,6 +22,7 @@ setup(
         "mnv3_layers.testing",
         "mnv3_layers.datasets",
         "mnv3_layers.applications",
+        "mnv3_layers.quantization",
     ],
     package_dir={"mnv3_layers.applications": "applications"},
     install_requires=["tensorflow==2.21.*", "keras>=3.15", "numpy", "h5py"],
@@ -29,7 +31,9 @@ setup(
         "qat": _QAT,
         "litert": _LITERT,
         "plot": _PLOT,
-        "dev": _CV + _QAT + _LITERT + _PLOT + _TEST,
+        "hub": _HUB,
+        "dev": _CV + _HUB + _QAT + _LITERT + _PLOT + _TEST,
     },
+    entry_points={"console_scripts": ["mnv3=mnv3_layers.cli:main"]},
     license="Apache-2.0",
 )

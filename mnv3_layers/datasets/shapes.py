@@ -10,6 +10,13 @@ import numpy as np
 
 SHAPE_NAMES = ("circle", "square", "triangle")
 
+#: Box format of `make_shapes_detection` (keras-cv name): absolute pixel
+#: corners `[x_min, y_min, x_max, y_max]`, pixel edges (a shape covering
+#: columns 3..7 has `x_min = 3`, `x_max = 8`).
+DETECTION_BOX_FORMAT = "xyxy"
+
+TASKS = ("classification", "detection", "segmentation")
+
 
 def _shape_mask(kind, size, cy, cx, radius):
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -23,6 +30,16 @@ def _shape_mask(kind, size, cy, cx, radius):
     height = 2.0 * radius
     rel = (yy - top) / height
     return (rel >= 0) & (rel <= 1) & (np.abs(dx) <= rel * radius)
+
+
+def _check_int(arg_name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"`{arg_name}` must be an int >= {low}. Received: {arg_name}={value!r}")
+
+
+def _check_noise(noise):
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise <= 255:
+        raise ValueError(f"`noise` must be in [0, 255]. Received: noise={noise!r}")
 
 
 def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0):
@@ -51,13 +68,9 @@ def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0
     >>> images.shape, labels.shape
     ((8, 32, 32, 3), (8,))
     """
-    for arg_name, value, low in (("num_images", num_images, 1), ("image_size", image_size, 32)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(
-                f"`{arg_name}` must be an int >= {low}. Received: {arg_name}={value!r}"
-            )
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise <= 255:
-        raise ValueError(f"`noise` must be in [0, 255]. Received: noise={noise!r}")
+    _check_int("num_images", num_images, 1)
+    _check_int("image_size", image_size, 32)
+    _check_noise(noise)
     rng = np.random.default_rng(seed)
     size = int(image_size)
     images = np.empty((num_images, size, size, 3), np.float32)
@@ -75,3 +88,162 @@ def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0
         image += rng.normal(0.0, noise, size=image.shape)
         images[i] = np.clip(image, 0, 255)
     return images, labels
+
+
+def _make_scenes(num_images, image_size, seed, max_objects, noise):
+    """Images with 1..max_objects non-overlapping shapes; boxes, classes, masks."""
+    _check_int("num_images", num_images, 1)
+    _check_int("image_size", image_size, 32)
+    _check_int("max_objects", max_objects, 1)
+    _check_noise(noise)
+    rng = np.random.default_rng(seed)
+    size = int(image_size)
+    images = np.empty((num_images, size, size, 3), np.float32)
+    masks = np.zeros((num_images, size, size), np.int32)
+    boxes = np.full((num_images, max_objects, 4), -1.0, np.float32)
+    classes = np.full((num_images, max_objects), -1.0, np.float32)
+    for i in range(num_images):
+        background = rng.uniform(0, 255, size=3)
+        image = np.broadcast_to(background, (size, size, 3)).copy()
+        placed = []  # (cy, cx, radius) of the shapes drawn so far
+        wanted = int(rng.integers(1, max_objects + 1))
+        attempts = 0
+        while len(placed) < wanted and attempts < 50 * wanted:
+            attempts += 1
+            # Box side about 0.15-0.45 of the image (radius 0.075-0.225).
+            radius = rng.uniform(0.075, 0.225) * size
+            cy, cx = rng.uniform(radius, size - radius, size=2)
+            # Non-overlapping boxes, with a 2-pixel gap.
+            if any(abs(cy - py) < radius + pr + 2 and abs(cx - px) < radius + pr + 2
+                   for py, px, pr in placed):
+                continue
+            label = int(rng.integers(0, len(SHAPE_NAMES)))
+            mask = _shape_mask(SHAPE_NAMES[label], size, cy, cx, radius)
+            if mask.sum() < 16:
+                continue
+            color = rng.uniform(0, 255, size=3)
+            while np.abs(color - background).max() < 80:
+                color = rng.uniform(0, 255, size=3)
+            image[mask] = color
+            masks[i][mask] = label + 1
+            rows, cols = np.nonzero(mask)
+            k = len(placed)
+            boxes[i, k] = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+            classes[i, k] = label
+            placed.append((cy, cx, radius))
+        image += rng.normal(0.0, noise, size=image.shape)
+        images[i] = np.clip(image, 0, 255)
+    return images, boxes, classes, masks
+
+
+def make_shapes_detection(num_images=200, image_size=128, seed=0, max_objects=4, noise=20.0):
+    """Images with 1 to `max_objects` shapes each, with their boxes and classes.
+
+    Shapes (circle, square, triangle) have random size (box side about 0.15 to
+    0.45 of the image), position and color, do not overlap, and lie on a
+    random-colored noisy background. Boxes are tight around the drawn pixels.
+
+    Args:
+        num_images: number of images. Defaults to `200`.
+        image_size: height and width in pixels, >= 32. Defaults to `128`.
+        seed: random seed; the same seed gives the same data. Defaults to `0`.
+        max_objects: most shapes per image, >= 1. Defaults to `4`.
+        noise: standard deviation of the Gaussian pixel noise, in [0, 255]
+            units. Defaults to `20.0`.
+
+    Returns:
+        `(images, {"boxes": boxes, "classes": classes})`, the keras-cv
+        detection contract: `images` float32 `(num_images, size, size, 3)` in
+        [0, 255]; `boxes` float32 `(num_images, max_objects, 4)` in
+        `DETECTION_BOX_FORMAT` (`"xyxy"`, absolute pixels); `classes` float32
+        `(num_images, max_objects)` indexing `SHAPE_NAMES`. Unused rows of
+        `boxes` and `classes` are `-1`.
+
+    Example:
+
+    >>> from mnv3_layers.datasets import make_shapes_detection
+    >>> images, labels = make_shapes_detection(4, image_size=64, max_objects=3)
+    >>> images.shape, labels["boxes"].shape, labels["classes"].shape
+    ((4, 64, 64, 3), (4, 3, 4), (4, 3))
+    """
+    images, boxes, classes, _ = _make_scenes(num_images, image_size, seed, max_objects, noise)
+    return images, {"boxes": boxes, "classes": classes}
+
+
+def make_shapes_segmentation(num_images=200, image_size=128, seed=0, max_objects=4, noise=20.0):
+    """Images with 1 to `max_objects` shapes each and their per-pixel classes.
+
+    The same scenes as `make_shapes_detection` with the same arguments.
+
+    Args:
+        num_images, image_size, seed, max_objects, noise: as for
+            `make_shapes_detection`.
+
+    Returns:
+        `(images, masks)`: `images` float32 `(num_images, size, size, 3)` in
+        [0, 255]; `masks` int32 `(num_images, size, size)`, `0` for
+        background and `1 + SHAPE_NAMES.index(shape)` for shape pixels
+        (`len(SHAPE_NAMES) + 1` classes).
+
+    Example:
+
+    >>> from mnv3_layers.datasets import make_shapes_segmentation
+    >>> images, masks = make_shapes_segmentation(4, image_size=64)
+    >>> masks.shape, int(masks.max()) <= 3
+    ((4, 64, 64), True)
+    """
+    images, _, _, masks = _make_scenes(num_images, image_size, seed, max_objects, noise)
+    return images, masks
+
+
+def make_shapes_dataset(
+    task,
+    num_images=200,
+    image_size=128,
+    seed=0,
+    batch_size=8,
+    shuffle=False,
+    max_objects=4,
+    noise=20.0,
+):
+    """The generated shapes data as a batched `tf.data.Dataset`.
+
+    Args:
+        task: `"classification"` (`make_shapes_classification`: one shape
+            per image, int labels), `"detection"` (`make_shapes_detection`:
+            `{"boxes", "classes"}` targets) or `"segmentation"`
+            (`make_shapes_segmentation`: int masks).
+        num_images, image_size, seed, noise: as for the generators.
+        batch_size: batch size, >= 1. Defaults to `8`.
+        shuffle: reshuffle the images each epoch (seeded). Defaults to
+            `False`.
+        max_objects: as for `make_shapes_detection`; not used for
+            classification. Defaults to `4`.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, targets)` batches.
+
+    Example:
+
+    >>> from mnv3_layers.datasets import make_shapes_dataset
+    >>> ds = make_shapes_dataset("segmentation", 6, image_size=32, batch_size=4)
+    >>> [tuple(x.shape) for x, _ in ds]
+    [(4, 32, 32, 3), (2, 32, 32, 3)]
+    """
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS}. Received: task={task!r}")
+    _check_int("batch_size", batch_size, 1)
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"`shuffle` must be a bool. Received: shuffle={shuffle!r}")
+    import tensorflow as tf
+
+    if task == "classification":
+        data = make_shapes_classification(num_images, image_size, seed, noise)
+    elif task == "detection":
+        data = make_shapes_detection(num_images, image_size, seed, max_objects, noise)
+    else:
+        data = make_shapes_segmentation(num_images, image_size, seed, max_objects, noise)
+    dataset = tf.data.Dataset.from_tensor_slices(data)
+    if shuffle:
+        dataset = dataset.shuffle(num_images, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size)
