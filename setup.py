@@ -22,7 +22,6 @@ setup(
         "mnv3_layers.testing",
         "mnv3_layers.datasets",
         "mnv3_layers.applications",
-        "mnv3_layers.quantization",
     ],
     package_dir={"mnv3_layers.applications": "applications"},
     install_requires=["tensorflow==2.21.*", "keras>=3.15", "numpy", "h5py"],
@@ -34,6 +33,5 @@ setup(
         "hub": _HUB,
         "dev": _CV + _HUB + _QAT + _LITERT + _PLOT + _TEST,
     },
-    entry_points={"console_scripts": ["mnv3=mnv3_layers.cli:main"]},
     license="Apache-2.0",
 )

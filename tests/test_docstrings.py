@@ -18,6 +18,7 @@ MODULES = [
     "mnv3_layers.testing.layer_test",
     "mnv3_layers.latency",
     "mnv3_layers.callbacks",
+    "mnv3_layers.applications.ssdlite",
     "mnv3_layers.applications.mobilenet_v3",
     "mnv3_layers.applications.backbone",
 ]
