@@ -1,7 +1,6 @@
 from setuptools import setup
 
 _CV = ["keras-cv==0.9.*"]
-_HUB = ["keras-hub"]
 _QAT = ["tensorflow-model-optimization>=0.8.1", "tf_keras==2.21.*"]
 _LITERT = ["ai-edge-litert"]
 _PLOT = ["matplotlib"]
@@ -30,8 +29,7 @@ setup(
         "qat": _QAT,
         "litert": _LITERT,
         "plot": _PLOT,
-        "hub": _HUB,
-        "dev": _CV + _HUB + _QAT + _LITERT + _PLOT + _TEST,
+        "dev": _CV + _QAT + _LITERT + _PLOT + _TEST,
     },
     license="Apache-2.0",
 )
