@@ -1,6 +1,7 @@
 from setuptools import setup
 
 _CV = ["keras-cv==0.9.*"]
+_HUB = ["keras-hub==0.32.*"]
 _QAT = ["tensorflow-model-optimization>=0.8.1", "tf_keras==2.21.*"]
 _LITERT = ["ai-edge-litert"]
 _PLOT = ["matplotlib"]
@@ -26,10 +27,11 @@ setup(
     install_requires=["tensorflow==2.21.*", "keras>=3.15", "numpy", "h5py"],
     extras_require={
         "cv": _CV,
+        "hub": _HUB,
         "qat": _QAT,
         "litert": _LITERT,
         "plot": _PLOT,
-        "dev": _CV + _QAT + _LITERT + _PLOT + _TEST,
+        "dev": _CV + _HUB + _QAT + _LITERT + _PLOT + _TEST,
     },
     license="Apache-2.0",
 )

@@ -372,14 +372,43 @@ class MobileNetV3Backbone(keras.Model):
             output is `{key: tensor}`.
 
         Raises:
-            ValueError: a key is neither a level nor a tap of this backbone.
+            TypeError: `keys` is not a string or an iterable of strings.
+            ValueError: `keys` is empty, or a key is neither a level nor a
+                tap of this backbone (e.g. `"P6"`: the backbone's pyramid
+                stops at `"P5"`; heads build coarser levels themselves).
+
+        Example:
+
+        >>> from mnv3_layers.applications import MobileNetV3Backbone
+        >>> backbone = MobileNetV3Backbone("small", alpha=0.35, input_shape=(64, 64, 3))
+        >>> extractor = backbone.get_feature_extractor(["P3", "P5"])
+        >>> {key: tuple(tensor.shape) for key, tensor in extractor.output.items()}
+        {'P3': (None, 8, 8, 8), 'P5': (None, 2, 2, 192)}
         """
         if keys is None:
             keys = list(self.pyramid_outputs)
-        if isinstance(keys, str):
+        elif isinstance(keys, str):
             keys = [keys]
+        else:
+            try:
+                keys = list(keys)
+            except TypeError:
+                raise TypeError(
+                    "`keys` must be a string or a list of strings. "
+                    f"Received: keys={keys!r}"
+                ) from None
+            if not keys:
+                raise ValueError(
+                    "`keys` must name at least one pyramid level or tap. "
+                    f"Received: keys={keys!r}"
+                )
         outputs = {}
         for key in keys:
+            if not isinstance(key, str):
+                raise TypeError(
+                    "`keys` must be a string or a list of strings. "
+                    f"Received: keys={keys!r} (key {key!r} of type {type(key).__name__})"
+                )
             if key in self.pyramid_outputs:
                 outputs[key] = self.pyramid_outputs[key]
             elif key in self.feature_outputs:
@@ -388,7 +417,8 @@ class MobileNetV3Backbone(keras.Model):
                 raise ValueError(
                     "`keys` must be pyramid levels "
                     f"{sorted(self.pyramid_outputs)} or tap keys "
-                    f"{list(self.feature_outputs)}. Received: key={key!r}"
+                    f"{list(self.feature_outputs)}. Received: keys={keys!r} "
+                    f"(unknown key={key!r})"
                 )
         return keras.Model(self.input, outputs)
 

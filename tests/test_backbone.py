@@ -162,10 +162,39 @@ def test_output_stride_16_sizes():
     assert outputs["P5"].shape == (1, 16, 20, 576)
 
 
-def test_get_feature_extractor_rejects_unknown_key():
-    backbone = MobileNetV3Backbone("small")
-    with pytest.raises(ValueError, match="key='P7'"):
-        backbone.get_feature_extractor(["P7"])
+@pytest.mark.parametrize(
+    "keys,error,match",
+    [
+        (["P7"], ValueError, r"Received: keys=\['P7'\] \(unknown key='P7'\)"),
+        # keras-hub RetinaNet asks for P6/P7 only from its own FPN, never from us.
+        ("P6", ValueError, r"keys=\['P6'\]"),
+        (["P3", "p4"], ValueError, "unknown key='p4'"),
+        (["expanded_conv_99"], ValueError, "unknown key='expanded_conv_99'"),
+        ([], ValueError, r"at least one .* Received: keys=\[\]"),
+        (3, TypeError, "Received: keys=3"),
+        (["P3", 4], TypeError, r"keys=\['P3', 4\] \(key 4 of type int\)"),
+        ([["P3"]], TypeError, "of type list"),
+    ],
+)
+def test_get_feature_extractor_rejects_bad_keys(keys, error, match):
+    backbone = MobileNetV3Backbone("small", alpha=0.35, input_shape=(64, 64, 3))
+    with pytest.raises(error, match=match) as info:
+        backbone.get_feature_extractor(keys)
+    assert "`keys`" in str(info.value)
+
+
+def test_get_feature_extractor_lists_the_levels_a_short_table_has():
+    """A custom table with one stride-2 block fewer has no P5: asking for it names P1-P4."""
+    spec = _custom_spec()
+    spec = dataclasses.replace(
+        spec, blocks=spec.blocks[:4] + tuple(dataclasses.replace(b, strides=1) for b in spec.blocks[4:])
+    )
+    backbone = MobileNetV3Backbone(spec, input_shape=(64, 64, 3))
+    assert sorted(backbone.pyramid_level_inputs) == ["P1", "P2", "P3", "P4"]
+    with pytest.raises(ValueError, match=r"\['P1', 'P2', 'P3', 'P4'\] .* \(unknown key='P5'\)"):
+        backbone.get_feature_extractor(["P3", "P5"])
+    extractor = backbone.get_feature_extractor(("P4", "expanded_conv_5"))
+    assert list(extractor.output) == ["P4", "expanded_conv_5"]
 
 
 # --- Parity with the applications -------------------------------------------
@@ -392,6 +421,18 @@ def test_inverted_residual_expansion_output_without_expand_is_the_input():
     [
         (dict(output_stride=4), ValueError, "output_stride=4"),
         (dict(output_stride=64), ValueError, "output_stride=64"),
+        (dict(output_stride=0), ValueError, "output_stride=0"),
+        (dict(output_stride="16"), ValueError, "output_stride='16'"),
+        (dict(output_stride=16.0), ValueError, r"output_stride=16\.0"),
+        (dict(output_stride=True), ValueError, "output_stride=True"),
+        (dict(output_stride=None), ValueError, "output_stride=None"),
+        # Smaller than the deepest stride-2 layer needs, at every output stride.
+        (dict(input_shape=(16, 16, 3), output_stride=8), ValueError, r"input_shape=\(16, 16, 3\)"),
+        (dict(input_shape=(None, 20, 3), output_stride=16), ValueError,
+         r"input_shape=\(None, 20, 3\)"),
+        (dict(input_shape=(64.0, 64, 3)), ValueError, r"input_shape=\(64\.0, 64, 3\)"),
+        (dict(variant=None), ValueError, "variant=None"),
+        (dict(alpha="0.5"), TypeError, "alpha='0.5'"),
         (dict(variant="medium"), ValueError, "variant='medium'"),
         (dict(alpha=0), ValueError, "alpha=0"),
         (dict(alpha=-1.0), ValueError, "alpha=-1.0"),
