@@ -28,15 +28,14 @@ seconds, the detector's feature levels) and `model.keras` into `--out`.
 """
 
 import argparse
-import json
 import os
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+from mnv3_layers.files import save_model_atomic, write_json_atomic  # noqa: E402
 from mnv3_layers.applications import MobileNetV3Backbone  # noqa: E402
 from mnv3_layers.applications.ssdlite import (  # noqa: E402
     SSDLite,
@@ -86,32 +85,6 @@ def parse_args(argv=None):
             f"Received: {args.test_seed}"
         )
     return args
-
-
-def _write_json_atomic(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _save_model_atomic(model, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -210,8 +183,8 @@ def main(argv=None):
         "levels": levels,
         "smoke": args.smoke,
     }
-    _save_model_atomic(model, os.path.join(args.out, "model.keras"))
-    _write_json_atomic(os.path.join(args.out, "report.json"), report)
+    save_model_atomic(model, os.path.join(args.out, "model.keras"))
+    write_json_atomic(os.path.join(args.out, "report.json"), report)
     print(f"held-out mAP@0.5 = {report['map50']:.3f} after {args.epochs} epochs "
           f"({total_steps} steps) in {train_wall:.0f} s wall / {train_cpu:.0f} s CPU "
           f"(load average {report['load_average_1min_at_end']})")

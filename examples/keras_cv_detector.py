@@ -15,9 +15,7 @@ Needs the `cv` extra: `pip install "mnv3-layers[cv]"`.
 """
 
 import argparse
-import json
 import os
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mnv3_layers.files import save_model_atomic, write_json_atomic  # noqa: E402
 from mnv3_layers.applications import MobileNetV3Backbone  # noqa: E402
 from mnv3_layers.applications.ssdlite import mean_average_precision  # noqa: E402
 from mnv3_layers.datasets import (  # noqa: E402
@@ -131,25 +130,6 @@ def build_detector(backbone, image_size, learning_rate, run_eagerly=False):
     return model
 
 
-def _atomic_write(path, write):
-    """Calls `write(temp_path)` on a temp file in `path`'s folder, then renames it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(dir=folder, suffix=os.path.splitext(path)[1])
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-
-
-def _write_json(temp, data):
-    with open(temp, "w") as stream:
-        json.dump(data, stream, indent=2)
-
-
 def main(argv=None):
     args = parse_args(argv)
     _check_args(args)
@@ -194,9 +174,8 @@ def main(argv=None):
           f"{report['val_map_50']:.3f}; {report['seconds']} s")
     if args.output:
         os.makedirs(args.output, exist_ok=True)
-        _atomic_write(os.path.join(args.output, "model.keras"), model.save)
-        _atomic_write(os.path.join(args.output, "report.json"),
-                      lambda temp: _write_json(temp, report))
+        save_model_atomic(model, os.path.join(args.output, "model.keras"))
+        write_json_atomic(os.path.join(args.output, "report.json"), report)
     return report
 
 

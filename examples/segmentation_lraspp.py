@@ -20,7 +20,6 @@ import argparse
 import functools
 import json
 import os
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from mnv3_layers.files import write_json_atomic  # noqa: E402
 from mnv3_layers.applications.backbone import MobileNetV3Backbone  # noqa: E402
 from mnv3_layers.applications.lraspp import LRASPPSegmenter  # noqa: E402
 from mnv3_layers.datasets import SHAPE_NAMES, make_shapes_segmentation  # noqa: E402
@@ -87,19 +87,6 @@ def parse_args(argv=None):
             f"output stride is 16). Received: {args.image_size}"
         )
     return args
-
-
-def _write_json_atomically(path, data):
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _augment(index, batch, seed):
@@ -209,7 +196,7 @@ def main(argv=None):
         "reload_max_abs_diff": diff,
         "smoke": args.smoke,
     }
-    _write_json_atomically(os.path.join(args.out, "report.json"), report)
+    write_json_atomic(os.path.join(args.out, "report.json"), report)
     print(json.dumps(report))
     return report
 
