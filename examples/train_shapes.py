@@ -6,7 +6,7 @@
 A thin wrapper over `mnv3_layers.training.run_demo` (the `mnv3 demo`
 command): generates circle/square/triangle images as PNG folders, fine-tunes
 `MobileNetV3Small` on them (Adam, warmup to 3e-3 then cosine decay, batch-norm
-momentum 0.9, flips and shifts; 12 epochs of 1600 images at 64x64), prints
+momentum 0.9, horizontal and vertical flips; 12 epochs of 1600 images at 64x64), prints
 the validation accuracy in inference mode, exports float and int8 TFLite
 files with their sizes, accuracy and single-thread latency, and writes
 `report.json`, `model.keras` and training-curve plots into `--output`.

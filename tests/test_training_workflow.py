@@ -149,6 +149,20 @@ def test_load_datasets_batches_and_skips_bad_images(tmp_path):
     assert 0.0 <= images.min() and images.max() <= 255.0
 
 
+def test_flip_augmentations_are_independent():
+    """flip and vflip draw separately: all four orientations occur, not only 0 and 180 deg."""
+    augment = training.make_augmentation("flip,vflip", seed=0)
+    image = np.arange(16, dtype="float32").reshape(4, 4, 1)
+    batch = np.repeat(image[None], 64, axis=0)
+    flipped = np.asarray(augment(batch, training=True))
+    orientations = {
+        "identity": image, "horizontal": image[:, ::-1], "vertical": image[::-1],
+        "both": image[::-1, ::-1],
+    }
+    seen = {name for x in flipped for name, o in orientations.items() if np.array_equal(x, o)}
+    assert seen == set(orientations)
+
+
 # === Configuration and output folder ===
 
 
@@ -347,70 +361,65 @@ def test_multiworker_needs_tf_config(monkeypatch):
 
 # === Nothing lost: SIGKILL mid-run, then resume ===
 
-HANG_DRIVER = textwrap.dedent(
-    """
-    import sys, time
-    import keras
-    from mnv3_layers import cli, training
-
-    class HangAfterFirstEpoch(keras.callbacks.Callback):
-        # Runs after the checkpoint callback: the test kills the process here.
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                print("epoch 1 done", flush=True)
-                time.sleep(900)
-
-    args = cli.build_parser().parse_args(sys.argv[1:])
-    training.train(cli.train_config_from_args(args), callbacks=[HangAfterFirstEpoch()])
-    """
-)
-
 
 @pytest.mark.slow
 def test_killed_run_resumes_at_the_epoch_reached(tmp_path, capsys):
+    """`python -m mnv3_layers train` killed (SIGKILL) after its first checkpoint resumes there."""
     from mnv3_layers import cli
 
     data = tmp_path / "data"
-    training.write_shapes_folder(str(data), 20, 32, seed=0)
+    training.write_shapes_folder(str(data), 16, 32, seed=0)
+    (data / "square" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut off")
     out = tmp_path / "run"
+    epochs = 2
     argv = ["train", "--data", str(data), "--out", str(out), "--weights", "none",
-            "--image-size", "32", "--alpha", "0.35", "--epochs", "2", "--batch-size", "8",
-            "--augment", "none", "--run-eagerly"]
+            "--image-size", "32", "--alpha", "0.35", "--epochs", str(epochs),
+            "--batch-size", "4", "--augment", "none", "--validation-split", "0.25",
+            "--skip-bad-images", "--run-eagerly"]
     state = out / "checkpoints" / "state.json"
-    process = subprocess.Popen([sys.executable, "-c", HANG_DRIVER] + argv,
+    process = subprocess.Popen([sys.executable, "-m", "mnv3_layers"] + argv,
                                env=_subprocess_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 600
         while not state.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert state.exists(), process.communicate(timeout=60)[0][-3000:]
+            time.sleep(0.02)
     finally:
         process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+        printed = process.communicate(timeout=60)[0]
+    assert process.returncode == -signal.SIGKILL, printed[-3000:]
+    assert state.exists(), printed[-3000:]
+    # --skip-bad-images: the broken file was named in a warning and left out.
+    assert "Skipping" in printed and "broken.png" in printed
     saved = json.loads(state.read_text())
-    assert (saved["epoch"], saved["phase"]) == (1, "finetune")
+    reached = saved["epoch"]
+    assert 1 <= reached < epochs and saved["phase"] == "finetune"
+    assert (out / "checkpoints" / f"epoch-{reached:04d}-finetune.weights.h5").is_file()
     assert not (out / "metrics.json").exists() and not (out / "model.keras").exists()
 
-    # Rerun the same command: it continues with epoch 2 from the checkpoint.
+    # Rerun the same command: it continues after the epoch reached, not from 0.
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "resuming from the checkpoint after epoch 1" in printed
+    assert f"resuming from the checkpoint after epoch {reached}" in printed
+    assert f"epochs {reached + 1}-{epochs} of {epochs}" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs_completed"] == 2 and metrics["resumed_from_epoch"] == 1
-    # The optimizer state came back too: 2 steps per epoch (16 images, batch 8), 2 epochs.
-    assert metrics["optimizer_iterations"] == 4
+    assert metrics["epochs_completed"] == epochs and metrics["resumed_from_epoch"] == reached
+    # 16 readable images (the broken one skipped). The optimizer step counter
+    # came back from the checkpoint: the steps of every epoch, counted once.
+    assert metrics["num_train_images"] + metrics["num_val_images"] == 16
+    steps = -(-metrics["num_train_images"] // 4)
+    assert metrics["optimizer_iterations"] == epochs * steps
     log = training.read_training_log(str(out / "logs" / "training_log.csv"))
-    assert log["epoch"] == [0.0, 1.0]
+    assert log["epoch"] == [float(e) for e in range(epochs)]  # each epoch logged once
     assert (out / "model.keras").is_file() and not (out / "checkpoints").exists()
 
     # A finished run is not trained again; another configuration is refused.
     assert cli.main(argv) == 0
     assert "nothing to do" in capsys.readouterr().out
-    assert cli.main(argv[:-1] + ["--epochs", "3", "--run-eagerly"]) == 1
+    other = [a if a != str(epochs) else str(epochs + 1) for a in argv]
+    assert cli.main(other) == 1
     error = capsys.readouterr().err
-    assert "different configuration" in error and "epochs: 2 -> 3" in error
+    assert "different configuration" in error and f"epochs: {epochs} -> {epochs + 1}" in error
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
@@ -478,6 +487,18 @@ MIRRORED_DRIVER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_mirrored_strategy_matches_a_single_device(tmp_path):
+    """`distribution="mirrored"` on 2 logical CPUs == one device with the same global batch.
+
+    The run trains the head on a frozen backbone: a backbone whose batch norms
+    train would normalize with per-replica batch statistics (batch 4 instead of
+    8), which differs by design (that needs SyncBatchNormalization). Tolerance:
+    the two runs sum the same float32 terms in a different order (two partial
+    sums all-reduced vs one sum), so they may differ by rounding, ~1e-7
+    relative per step; the bound, 1e-5 absolute + 1e-4 of how far each weight
+    moved, is far above rounding and far below any real error - e.g. a loss not
+    scaled to the global batch would double (or halve) the update, a difference
+    of about the whole move.
+    """
     result = subprocess.run([sys.executable, "-c", MIRRORED_DRIVER, str(tmp_path)],
                             env=_subprocess_env(), capture_output=True, text=True, timeout=900)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
