@@ -1,7 +1,7 @@
 """Main job: train MobileNetV3-Small on generated shapes, offline, on the CPU.
 
     python examples/train_shapes.py             # the same as `mnv3 demo --out out/train_shapes`
-    python examples/train_shapes.py --smoke     # a short check (60 images, 1 epoch)
+    python examples/train_shapes.py --smoke     # a short check (40 images, 1 epoch)
 
 A thin wrapper over `mnv3_layers.training.run_demo` (the `mnv3 demo`
 command): generates circle/square/triangle images as PNG folders, fine-tunes
