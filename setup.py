@@ -1,4 +1,4 @@
-from setuptools import setup
+from setuptools import find_packages, setup
 
 _CV = ["keras-cv==0.9.*"]
 _HUB = ["keras-hub==0.32.*"]
@@ -17,12 +17,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[
-        "mnv3_layers",
-        "mnv3_layers.testing",
-        "mnv3_layers.datasets",
-        "mnv3_layers.applications",
-    ],
+    # Every sub-package of mnv3_layers/ that exists (quantization, datasets, ...),
+    # plus the repository folder applications/ installed as mnv3_layers.applications.
+    packages=(
+        ["mnv3_layers"]
+        + ["mnv3_layers." + name for name in find_packages("mnv3_layers")]
+        + ["mnv3_layers.applications"]
+    ),
     package_dir={"mnv3_layers.applications": "applications"},
     install_requires=["tensorflow==2.21.*", "keras>=3.15", "numpy", "h5py"],
     extras_require={
@@ -33,5 +34,6 @@ setup(
         "plot": _PLOT,
         "dev": _CV + _HUB + _QAT + _LITERT + _PLOT + _TEST,
     },
+    entry_points={"console_scripts": ["mnv3=mnv3_layers.cli:main"]},
     license="Apache-2.0",
 )
