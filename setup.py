@@ -21,6 +21,7 @@ setup(
         "mnv3_layers.testing",
         "mnv3_layers.datasets",
         "mnv3_layers.applications",
+        "mnv3_layers.quantization",
     ],
     package_dir={"mnv3_layers.applications": "applications"},
     install_requires=["tensorflow==2.21.*", "keras>=3.15", "numpy", "h5py"],

@@ -2,10 +2,11 @@
 
 Conversion checks share one small model built from this package's layers
 (stem, four `InvertedResidual` blocks with and without SE / residual /
-expansion, `EfficientLastStage`, a `Dense` classifier) at 32x32: it is
-trained in float on generated shapes until it predicts every class, made
-QAT, fine-tuned a few steps (eagerly: tracing a QAT step costs more than the
-steps), and exported to int8 once. The application models (MobileNetV3-Small
+expansion, `EfficientLastStage`, a `Dense` classifier, see `qat_shared`) at
+32x32: it is trained in float on generated shapes until it predicts every
+class, made QAT, fine-tuned 4 steps (eagerly: tracing a QAT step costs more
+than the steps), and exported to int8 once per test run (the tfmot tests
+reuse all three). The application models (MobileNetV3-Small
 alpha 0.35) are quantized without training for the structure checks, exported
 post-training, and exported after QAT by the example's smoke run.
 """
@@ -17,16 +18,15 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+import qat_shared
 
 from mnv3_layers import (
-    EfficientLastStage,
     HardSigmoid,
     HardSwish,
     InvertedResidual,
     SqueezeExcite,
 )
 from mnv3_layers.applications import MobileNetV3Backbone, MobileNetV3Small
-from mnv3_layers.datasets import make_shapes_classification
 from mnv3_layers.quantization import (
     evaluate_tflite,
     export_tflite,
@@ -42,8 +42,8 @@ from mnv3_layers.quantization.keras_engine import (
     QuantMultiply,
 )
 
-SIZE = 32
-CLASSES = 3
+SIZE = qat_shared.SIZE
+CLASSES = qat_shared.CLASSES
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -54,23 +54,7 @@ def _small(**kwargs):
     return MobileNetV3Small(**options)
 
 
-def _compile(model, learning_rate=2e-3):
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=False,
-        run_eagerly=True,
-    )
-    return model
-
-
-def _predict(model, x, batch_size=64):
-    """`model(x, training=False)` in batches (no `predict` function to trace)."""
-    return np.concatenate([
-        np.asarray(model(x[i:i + batch_size], training=False))
-        for i in range(0, len(x), batch_size)
-    ])
+_predict = qat_shared.predict
 
 
 def _files(folder):
@@ -80,29 +64,9 @@ def _files(folder):
 # === Shared model, QAT copy and int8 export ===
 
 
-def _tiny_model():
-    """A small classifier from this package's layers (every op type of MobileNetV3)."""
-    inputs = keras.Input((SIZE, SIZE, 3))
-    h = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(h)
-    h = keras.layers.BatchNormalization(momentum=0.9)(h)
-    h = HardSwish()(h)
-    h = InvertedResidual(16, 3, 1, expansion=1, se_ratio=0.25, bn_momentum=0.9)(h)
-    h = InvertedResidual(24, 3, 2, expansion=4, bn_momentum=0.9)(h)
-    h = InvertedResidual(24, 3, 1, expansion=3, bn_momentum=0.9)(h)
-    h = InvertedResidual(32, 5, 2, expansion=4, se_ratio=0.25, activation="hard_swish",
-                         bn_momentum=0.9)(h)
-    h = EfficientLastStage(64, last_point_filters=128, dropout_rate=0.0, bn_momentum=0.9)(h)
-    h = keras.layers.Flatten()(h)
-    outputs = keras.layers.Dense(CLASSES, activation="softmax")(h)
-    return keras.Model(inputs, outputs, name="tiny")
-
-
 @pytest.fixture(scope="module")
 def data():
-    x, y = make_shapes_classification(1024, image_size=SIZE, seed=3)
-    x_test, y_test = make_shapes_classification(200, image_size=SIZE, seed=4)
-    return x, y, x_test, y_test
+    return qat_shared.data()
 
 
 @pytest.fixture(scope="module")
@@ -113,32 +77,21 @@ def small():
 
 
 @pytest.fixture(scope="module")
-def trained(data):
-    """`_tiny_model()` trained in float (6 epochs of 1024 shapes)."""
-    x, y, _, _ = data
-    keras.utils.set_random_seed(0)
-    model = _tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", jit_compile=False)
-    model.fit(x, y, batch_size=32, epochs=6, verbose=0)
-    return model
+def trained():
+    """The small classifier trained in float (shared with the tfmot tests)."""
+    return qat_shared.trained()
 
 
 @pytest.fixture(scope="module")
-def qat(trained, data):
-    """The QAT copy of `trained`, fine-tuned for 4 steps of 32 images."""
-    x, y, _, _ = data
-    keras.utils.set_random_seed(1)
-    model = _compile(quantize_model(trained, engine="keras"), learning_rate=3e-4)
-    model.fit(x[:128], y[:128], batch_size=32, epochs=1, verbose=0, shuffle=False)
-    return model
+def qat():
+    """Its Keras-engine QAT copy after 4 steps of 32 images."""
+    return qat_shared.keras_qat()
 
 
 @pytest.fixture(scope="module")
-def qat_export(qat, tmp_path_factory):
-    path = tmp_path_factory.mktemp("qat") / "qat_int8.tflite"
-    export_tflite(qat, path, quantization="int8", int8_io=True)
-    return str(path), inspect_tflite(path)
+def qat_export():
+    """`(path, report)` of the QAT copy exported to int8 (int8 input and output)."""
+    return qat_shared.keras_export()
 
 
 # === Placement rules (no training, no conversion) ===
@@ -464,3 +417,130 @@ def test_qat_example_smoke(tmp_path):
     assert all(w["dtype"] == "int8" and w["num_scales"] == w["channels"] for w in convs)
     assert (tmp_path / "model_int8.tflite").is_file()
     assert (tmp_path / "report.json").is_file()
+
+
+# === Detection and segmentation heads (slow: conversion) ===
+
+
+def _litert_outputs(path, x):
+    """Runs an int8-io TFLite file on float images, one at a time; dequantized outputs by name."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    scale, zero = inp["quantization"]
+    results = {}
+    for image in x:
+        q = np.clip(np.rint(image / scale + zero), -128, 127).astype(np.int8)[None]
+        interpreter.set_tensor(inp["index"], q)
+        interpreter.invoke()
+        for out in interpreter.get_output_details():
+            o_scale, o_zero = out["quantization"]
+            value = (interpreter.get_tensor(out["index"]).astype(np.float32) - o_zero) * o_scale
+            results.setdefault(tuple(out["shape"][1:]), []).append(value[0])
+    return {shape: np.stack(values) for shape, values in results.items()}
+
+
+def _count_hard_swish(model):
+    return sum(isinstance(layer, HardSwish)
+               for layer in model._flatten_layers(include_self=False, recursive=True))
+
+
+@pytest.mark.slow
+def test_ssdlite_qat_to_int8(tmp_path):
+    from mnv3_layers.applications.ssdlite import SSDLite
+    from mnv3_layers.datasets import make_shapes_detection
+
+    keras.utils.set_random_seed(0)
+    ssd = SSDLite.from_variant("small", input_shape=(64, 64, 3), alpha=0.35, num_classes=3,
+                               bounding_box_format="xyxy")
+    qat = quantize_model(ssd, engine="keras")
+    assert set(qat.output) == {"box", "classification"}
+    assert qat.output["classification"].shape == (None, ssd.num_anchors, 3)
+    # Every convolution of the detector (backbone, extra layers, predictors)
+    # is one QAT conv; batch norms are folded.
+    float_convs = [l for l in ssd._flatten_layers(include_self=False, recursive=True)
+                   if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    assert sum(isinstance(l, QuantConv) for l in qat.layers) == len(float_convs)
+    # A short QAT run on the detector's own training targets.
+    images, labels = make_shapes_detection(16, image_size=64, seed=5)
+    box_targets, class_targets = ssd.encode_labels(labels)
+    class_targets = np.asarray(class_targets)
+    one_hot = np.eye(3, dtype="float32")[np.maximum(class_targets, 0).astype(int)]
+    one_hot *= (class_targets >= 0)[..., None]
+    qat.compile(optimizer=keras.optimizers.Adam(1e-3),
+                loss={"box": keras.losses.Huber(),
+                      "classification": keras.losses.BinaryCrossentropy(from_logits=True)},
+                jit_compile=False, run_eagerly=True)
+    qat.fit(images, {"box": np.asarray(box_targets), "classification": one_hot},
+            batch_size=8, epochs=1, verbose=0)
+    path = export_tflite(qat, tmp_path / "ssd_int8.tflite", quantization="int8",
+                         int8_io=True)
+    report = inspect_tflite(path)
+    assert report.float_ops == () and report.stray_quantize_ops == ()
+    assert report.stray_quantize_pairs == () and report.is_fully_int8
+    assert report.per_channel_weights
+    histogram = report.op_histogram
+    assert histogram["HARD_SWISH"] == _count_hard_swish(ssd.backbone)
+    assert histogram["CONV_2D"] + histogram["DEPTHWISE_CONV_2D"] == len(float_convs)
+    # The only QUANTIZE ops are int8 -> int8 rescales of the per-level
+    # outputs into the two concatenations (TFLite's CONCATENATION wants one
+    # scale); no float tensor anywhere.
+    assert histogram.get("QUANTIZE", 0) == len(report.requantize_ops)
+    assert len(report.requantize_ops) <= 2 * len(ssd.levels)
+    assert histogram["CONCATENATION"] == 2 and "DEQUANTIZE" not in histogram
+    # The int8 file computes what the QAT model computes.
+    x = images[:4]
+    tflite = _litert_outputs(path, x)
+    expected = qat(x, training=False)
+    class_scale = report.outputs[[o["shape"][-1] for o in report.outputs].index(3)]["scale"]
+    got = tflite[(ssd.num_anchors, 3)]
+    diff = np.abs(got - np.asarray(expected["classification"]))
+    assert diff.mean() < 2 * class_scale, (diff.mean(), class_scale)
+
+
+@pytest.mark.slow
+def test_lraspp_segmenter_qat_to_int8(tmp_path):
+    from mnv3_layers.applications.lraspp import LRASPPSegmenter
+    from mnv3_layers.datasets import make_shapes_segmentation
+
+    keras.utils.set_random_seed(0)
+    backbone = MobileNetV3Backbone("small", alpha=0.35, input_shape=(64, 64, 3),
+                                   output_stride=16, reduced_tail=True)
+    segmenter = LRASPPSegmenter(num_classes=4, backbone=backbone, filters=16)
+    qat = quantize_model(segmenter, engine="keras")
+    assert qat.output_shape == (None, 64, 64, 4)
+    names = {layer.name: layer for layer in qat.layers}
+    # The head: ReLU fused into the main conv, the sigmoid gate a LOGISTIC
+    # with TFLite's fixed range, the resizes keep their input's scale.
+    assert names["lraspp_head_main_relu"].activation == "relu"
+    gate = names["lraspp_head_gate_activation"]
+    assert gate.activation == "sigmoid"
+    assert gate.output_quantizer.fixed_range == (0.0, 255.0 / 256.0)
+    assert isinstance(names["lraspp_head_gate_multiply"], QuantMultiply)
+    assert isinstance(names["lraspp_head"], QuantAdd)
+    images, masks = make_shapes_segmentation(16, image_size=64, seed=6)
+    qat.compile(optimizer=keras.optimizers.Adam(1e-3),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=False, run_eagerly=True)
+    qat.fit(images, masks, batch_size=8, epochs=1, verbose=0)
+    path = export_tflite(qat, tmp_path / "seg_int8.tflite", quantization="int8",
+                         int8_io=True)
+    report = inspect_tflite(path)
+    assert report.float_ops == () and report.stray_quantize_ops == ()
+    assert report.stray_quantize_pairs == () and report.requantize_ops == ()
+    assert report.is_fully_int8 and report.per_channel_weights
+    histogram = report.op_histogram
+    assert histogram["HARD_SWISH"] == _count_hard_swish(backbone)
+    assert histogram["LOGISTIC"] == 1 and histogram["RESIZE_BILINEAR"] == 2
+    assert "QUANTIZE" not in histogram and "DEQUANTIZE" not in histogram
+    x = images[:4]
+    got = evaluate_tflite(path, x)
+    expected = _predict(qat, x)
+    assert got.shape == expected.shape == (4, 64, 64, 4)
+    scale = report.outputs[0]["scale"]
+    assert np.abs(got - expected).mean() < 2 * scale, (np.abs(got - expected).mean(), scale)
+    # Pixel classes agree where the QAT model is not on a tie.
+    agreement = np.mean(got.argmax(-1) == expected.argmax(-1))
+    assert agreement >= 0.95, agreement

@@ -6,8 +6,9 @@ expansion / hard-swish, `EfficientLastStage`, a `Dense` softmax head, so
 every MobileNetV3 op type is there) at 32x32, trained in float on generated
 shapes until it predicts every class, made QAT with the tfmot engine,
 fine-tuned four steps (eagerly: tracing a tfmot QAT step costs far more than
-running a few) and exported to int8 once. The Keras engine gets the same
-float model and the same four steps for the cross-engine checks. The
+running a few) and exported to int8 once. The float model and the Keras
+engine's QAT export (same four steps) come from `qat_shared`, shared with
+tests/test_quantization.py, for the cross-engine checks. The
 applications are checked through their twins (float outputs) and the QAT
 structure of MobileNetV3-Small.
 """
@@ -20,11 +21,11 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import qat_shared
 from random_weights import randomize_weights
 
-from mnv3_layers import EfficientLastStage, HardSwish, InvertedResidual, SqueezeExcite
+from mnv3_layers import HardSwish, InvertedResidual, SqueezeExcite
 from mnv3_layers.applications import MobileNetV3Backbone, MobileNetV3Large, MobileNetV3Small
-from mnv3_layers.datasets import make_shapes_classification
 from mnv3_layers.quantization import (
     evaluate_tflite,
     export_tflite,
@@ -33,28 +34,11 @@ from mnv3_layers.quantization import (
 )
 from mnv3_layers.quantization import tfmot_engine as te
 
-SIZE = 32
-CLASSES = 3
-QAT_STEPS = 4
-QAT_BATCH = 32
-
-
-def _tiny_model():
-    """A small classifier from this package's layers (every op type of MobileNetV3)."""
-    inputs = keras.Input((SIZE, SIZE, 3))
-    h = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(h)
-    h = keras.layers.BatchNormalization(momentum=0.9)(h)
-    h = HardSwish()(h)
-    h = InvertedResidual(16, 3, 1, expansion=1, se_ratio=0.25, bn_momentum=0.9)(h)
-    h = InvertedResidual(24, 3, 2, expansion=4, bn_momentum=0.9)(h)
-    h = InvertedResidual(24, 3, 1, expansion=3, bn_momentum=0.9)(h)
-    h = InvertedResidual(32, 5, 2, expansion=4, se_ratio=0.25, activation="hard_swish",
-                         bn_momentum=0.9)(h)
-    h = EfficientLastStage(64, last_point_filters=128, dropout_rate=0.0, bn_momentum=0.9)(h)
-    h = keras.layers.Flatten()(h)
-    outputs = keras.layers.Dense(CLASSES, activation="softmax")(h)
-    return keras.Model(inputs, outputs, name="tiny")
+SIZE = qat_shared.SIZE
+CLASSES = qat_shared.CLASSES
+_tiny_model = qat_shared.tiny_model
+_predict = qat_shared.predict
+_qat_steps = qat_shared.qat_steps
 
 
 def _sublayers(model, kind):
@@ -64,42 +48,18 @@ def _sublayers(model, kind):
     ]
 
 
-def _predict(model, x, batch_size=100):
-    """`model(x, training=False)` in batches (no predict function to trace)."""
-    return np.concatenate([
-        np.asarray(model(x[i:i + batch_size], training=False))
-        for i in range(0, len(x), batch_size)
-    ])
-
-
-def _qat_steps(model, x, y):
-    """The short QAT run both engines get: 4 eager steps of 32 images, Adam 3e-4."""
-    for step in range(QAT_STEPS):
-        batch = slice(step * QAT_BATCH, (step + 1) * QAT_BATCH)
-        model.train_on_batch(x[batch], y[batch])
-    return model
-
-
 # === Shared models ===
 
 
 @pytest.fixture(scope="module")
 def data():
-    x, y = make_shapes_classification(1024, image_size=SIZE, seed=13)
-    x_test, y_test = make_shapes_classification(200, image_size=SIZE, seed=14)
-    return x, y, x_test, y_test
+    return qat_shared.data()
 
 
 @pytest.fixture(scope="module")
-def trained(data):
-    """`_tiny_model()` trained in float (6 epochs of 1024 shapes)."""
-    x, y, _, _ = data
-    keras.utils.set_random_seed(0)
-    model = _tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", jit_compile=False)
-    model.fit(x, y, batch_size=32, epochs=6, verbose=0)
-    return model
+def trained():
+    """The small classifier trained in float (shared with tests/test_quantization.py)."""
+    return qat_shared.trained()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +67,7 @@ def tfmot_qat(trained, data):
     tfk, _ = te._import_tfmot()
     x, y, _, _ = data
     qat = quantize_model(trained, engine="tfmot")
-    qat.compile(optimizer=tfk.optimizers.Adam(3e-4),
+    qat.compile(optimizer=tfk.optimizers.Adam(qat_shared.QAT_LEARNING_RATE),
                 loss="sparse_categorical_crossentropy", run_eagerly=True)
     return _qat_steps(qat, x, y)
 
@@ -384,7 +344,9 @@ def test_checkpoint_restore_gives_identical_outputs(tfmot_qat, trained, data, tm
     for variable in restored.variables:
         variable.assign(tf.zeros_like(variable))
     assert not np.array_equal(_predict(restored, x_test[:64]), expected)
-    tf.train.Checkpoint(model=restored).read(checkpoint_path).assert_consumed()
+    # The checkpoint also holds the optimizer state, which `restored` (not
+    # compiled) does not have: every variable of the model must be matched.
+    tf.train.Checkpoint(model=restored).read(checkpoint_path).assert_existing_objects_matched()
     np.testing.assert_array_equal(_predict(restored, x_test[:64]), expected)
 
 
@@ -433,17 +395,12 @@ def test_qat_model_and_int8_export_agree(tfmot_qat, tfmot_export, data):
 
 
 @pytest.mark.slow
-def test_both_engines_export_the_same_graph_and_agree(trained, data, tfmot_export, tmp_path):
-    x, y, x_test, _ = data
-    keras_qat = quantize_model(trained, engine="keras")
-    keras_qat.compile(optimizer=keras.optimizers.Adam(3e-4),
-                      loss="sparse_categorical_crossentropy", jit_compile=False,
-                      run_eagerly=True)
-    _qat_steps(keras_qat, x, y)
-    keras_path = tmp_path / "keras_int8.tflite"
-    export_tflite(keras_qat, keras_path, quantization="int8", int8_io=True)
+def test_both_engines_export_the_same_graph_and_agree(data, tfmot_export):
+    # The Keras engine's QAT copy of the same float model, after the same
+    # 4 steps (shared with tests/test_quantization.py).
+    _, _, x_test, _ = data
+    keras_path, keras_report = qat_shared.keras_export()
     tfmot_path, tfmot_report = tfmot_export
-    keras_report = inspect_tflite(keras_path)
     assert keras_report.op_histogram == tfmot_report.op_histogram
     assert keras_report.ops == tfmot_report.ops  # the same ops in the same order
     tfmot_classes = evaluate_tflite(tfmot_path, x_test, batch_size=20).argmax(-1)

@@ -58,7 +58,10 @@ ranges always include 0):
 
 Supported layers: this package's `InvertedResidual`, `SqueezeExcite`,
 `HardSwish`, `HardSigmoid`, `EfficientLastStage`, nested functional models
-(e.g. `MobileNetV3Backbone`) and `Sequential` models, and Keras' `Conv2D`,
+(e.g. `MobileNetV3Backbone`, `SSDLite`, `LRASPPSegmenter`) and `Sequential`
+models, the LR-ASPP `LRASPPHead` (global pooling: its 1x1 gate multiplies by
+broadcasting) and `ResizeLike` (bilinear resizes keep their input's scale, no
+fake-quant), and Keras' `Conv2D`,
 `DepthwiseConv2D`, `BatchNormalization` (directly after a convolution),
 `ReLU` (max_value `None` or 6), `Activation`/`Softmax` (linear, relu, relu6,
 hard_swish, hard_sigmoid, softmax, sigmoid), `Dense`, `Add`, `Multiply`,
@@ -793,7 +796,8 @@ _PASS_THROUGH = (
 )
 _SUPPORTED_TEXT = (
     "InvertedResidual, SqueezeExcite, HardSwish, HardSigmoid, EfficientLastStage, "
-    "nested functional/Sequential models, Conv2D, DepthwiseConv2D, "
+    "nested functional/Sequential models (SSDLite, LRASPPSegmenter), LRASPPHead (global "
+    "pooling), ResizeLike, Conv2D, DepthwiseConv2D, "
     "BatchNormalization (directly after a convolution), ReLU, Activation, Softmax, "
     "Dense, Add, Multiply, Concatenate, GlobalAveragePooling2D, Rescaling, "
     + ", ".join(cls.__name__ for cls in _PASS_THROUGH)
@@ -896,6 +900,11 @@ class _Graph:
             return self.squeeze_excite(layer, values[0], name)
         if cls is EfficientLastStage:
             return self.last_stage(layer, values[0], name)
+        lraspp = _lraspp_classes()
+        if lraspp is not None and cls is lraspp[0]:
+            return self.lraspp_head(layer, values, name)
+        if lraspp is not None and cls is lraspp[1]:
+            return self.op("resize_like", name, layer, values)
         return self.leaf(layer, values, name)
 
     def leaf(self, layer, values, name):
@@ -1002,6 +1011,35 @@ class _Graph:
             return h, expanded
         return h
 
+    def lraspp_head(self, head, values, name):
+        """`LRASPPHead` with global pooling, as the ops its `call` runs."""
+        if head.pool_size is not None:
+            raise _unsupported(
+                head,
+                "only global pooling of the gate branch is supported (LRASPPSegmenter "
+                f"pooling='global'); its windowed average has no int8 op here. Received: "
+                f"pool_size={head.pool_size!r}",
+            )
+        low, high = values
+        main = self.op("conv", f"{name}_{head.main_conv.name}", head.main_conv, [high],
+                       activation="linear")
+        main = self.op("bn", f"{name}_{head.main_bn.name}", head.main_bn, [main])
+        main = self._activation(head.main_activation, main,
+                                f"{name}_{head.main_activation.name}")
+        pooled = self.op("gap", f"{name}_gate_pool", None, [high], keepdims=True)
+        gate = self.op("conv", f"{name}_{head.gate_conv.name}", head.gate_conv, [pooled],
+                       activation="linear")
+        gate = self._activation(head.gate_activation, gate,
+                                f"{name}_{head.gate_activation.name}")
+        # The 1x1 gate broadcasts over the map (TFLite MUL broadcasts int8).
+        scaled = self.op("multiply", f"{name}_gate_multiply", None, [main, gate])
+        high_logits = self.op("conv", f"{name}_{head.high_classifier.name}",
+                              head.high_classifier, [scaled], activation="linear")
+        high_logits = self.op("resize_like", f"{name}_high_resize", None, [high_logits, low])
+        low_logits = self.op("conv", f"{name}_{head.low_classifier.name}",
+                             head.low_classifier, [low], activation="linear")
+        return self.op("add", name, None, [high_logits, low_logits])
+
     def last_stage(self, stage, x, name):
         h = self.op("conv", f"{name}_{stage.conv.name}", stage.conv, [x], activation="linear")
         h = self.op("bn", f"{name}_{stage.conv_bn.name}", stage.conv_bn, [h])
@@ -1018,6 +1056,15 @@ class _Graph:
 
 
 # === Fusion and rebuild ===
+
+
+def _lraspp_classes():
+    """`(LRASPPHead, ResizeLike)`, or None if the applications are not importable."""
+    try:
+        from mnv3_layers.applications.lraspp import LRASPPHead, ResizeLike
+    except ImportError:  # pragma: no cover - the applications ship with the package
+        return None
+    return LRASPPHead, ResizeLike
 
 
 def _single_consumer(value, outputs):
@@ -1167,8 +1214,9 @@ class _Builder:
         self.tensors[id(op.outputs[0])] = qlayer(self.tensor(op.inputs[0]))
 
     def build_gap(self, op):
+        keepdims = op.attrs.get("keepdims", getattr(op.layer, "keepdims", False))
         qlayer = QuantGlobalAveragePooling(
-            keepdims=bool(op.layer.keepdims), **self.common("linear", op.name)
+            keepdims=bool(keepdims), **self.common("linear", op.name)
         )
         self.tensors[id(op.outputs[0])] = qlayer(self.tensor(op.inputs[0]))
 
@@ -1178,6 +1226,13 @@ class _Builder:
             **self.common("linear", op.name),
         )
         self.tensors[id(op.outputs[0])] = qlayer(self.tensor(op.inputs[0]))
+
+    def build_resize_like(self, op):
+        # A bilinear resize keeps its input's int8 scale (no fake-quant).
+        resize_like = _lraspp_classes()[1]
+        min_size = getattr(op.layer, "min_size", 1)
+        resize = resize_like(min_size=min_size, name=self.unique(op.name))
+        self.tensors[id(op.outputs[0])] = resize([self.tensor(v) for v in op.inputs])
 
     def build_pass(self, op):
         config = op.layer.get_config()
