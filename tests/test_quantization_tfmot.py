@@ -335,7 +335,11 @@ def test_checkpoint_restore_gives_identical_outputs(tfmot_qat, trained, data, tm
     expected = _predict(tfmot_qat, x_test[:64])
     tfmot_qat.save_weights(str(tmp_path / "weights" / "qat"))
     restored = quantize_model(trained, engine="tfmot")
-    # A fresh QAT model differs (ranges and weights not yet trained) ...
+    # A fresh QAT model is refused by the exporter (no file written) ...
+    with pytest.raises(ValueError, match="never trained"):
+        export_tflite(restored, tmp_path / "fresh.tflite", quantization="int8")
+    assert not (tmp_path / "fresh.tflite").exists()
+    # ... and differs (ranges and weights not yet trained) ...
     assert not np.array_equal(_predict(restored, x_test[:64]), expected)
     restored.load_weights(str(tmp_path / "weights" / "qat")).assert_existing_objects_matched()
     np.testing.assert_array_equal(_predict(restored, x_test[:64]), expected)
@@ -408,3 +412,15 @@ def test_both_engines_export_the_same_graph_and_agree(data, tfmot_export):
     assert np.bincount(keras_classes, minlength=CLASSES).min() >= 20
     agreement = np.mean(tfmot_classes == keras_classes)
     assert agreement >= 0.98, agreement
+
+
+def test_heads_lraspp_is_refused_by_name():
+    # The LR-ASPP head (bilinear resizes, broadcast gate) has no tf_keras
+    # twin: the tfmot engine names it and points to the Keras engine.
+    from mnv3_layers.applications.lraspp import LRASPPSegmenter
+
+    backbone = MobileNetV3Backbone("small", alpha=0.35, input_shape=(32, 32, 3),
+                                   output_stride=16, reduced_tail=True)
+    segmenter = LRASPPSegmenter(num_classes=2, backbone=backbone, filters=8)
+    with pytest.raises(ValueError, match=r"'lraspp_head' of type LRASPPHead.*engine='keras'"):
+        quantize_model(segmenter, engine="tfmot")
