@@ -27,7 +27,31 @@ def quantize_model(model, engine="keras", **kwargs):
 
     Returns:
         The QAT model (a Keras 3 model for `"keras"`, a tf_keras model for
-        `"tfmot"`), starting from `model`'s float weights.
+        `"tfmot"`), starting from `model`'s float weights. Train it (at
+        least one step sets the activation ranges), then export it with
+        `export_tflite(qat, path, quantization="int8")`.
+
+    Raises:
+        ValueError: an unknown `engine`, or a layer the engine cannot
+            quantize (the message names it and says what to do).
+        TypeError: `model` is not a Keras 3 model.
+        ImportError: `engine="tfmot"` without the `qat` extra.
+
+    Example:
+
+    >>> import keras
+    >>> from mnv3_layers.quantization import quantize_model
+    >>> inputs = keras.Input((16, 16, 3))
+    >>> x = keras.layers.Conv2D(8, 3, use_bias=False)(inputs)
+    >>> x = keras.layers.BatchNormalization()(x)
+    >>> x = keras.layers.ReLU()(x)
+    >>> qat = quantize_model(keras.Model(inputs, x))
+    >>> [type(layer).__name__ for layer in qat.layers]
+    ['InputLayer', 'ActivationQuantizer', 'QuantConv']
+    >>> quantize_model(qat, engine="tflite")
+    Traceback (most recent call last):
+    ...
+    ValueError: `engine` must be one of ('keras', 'tfmot'). Received: engine='tflite'
     """
     if not isinstance(engine, str) or engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {ENGINES}. Received: engine={engine!r}")
