@@ -175,7 +175,8 @@ def main(argv=None):
     print(f"engine={args.engine}, MobileNetV3Small alpha={args.alpha}, {size}x{size}, "
           f"{args.num_images} training / {num_val} validation images")
     print(_table(rows))
-    print(f"QAT (Keras) vs TFLite int8 top-1 agreement: {result['qat_tflite_agreement']:.3f}")
+    print(f"QAT ({args.engine} engine) vs TFLite int8 top-1 agreement: "
+          f"{result['qat_tflite_agreement']:.3f}")
     print(f"int8 / float size: {result['size_ratio_int8_float']:.2f}, "
           f"latency: {result['latency_ratio_int8_float']:.2f} (this CPU, 1 thread)")
     print(report)

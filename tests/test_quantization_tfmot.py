@@ -341,7 +341,8 @@ def test_checkpoint_restore_gives_identical_outputs(tfmot_qat, trained, data, tm
     assert not (tmp_path / "fresh.tflite").exists()
     # ... and differs (ranges and weights not yet trained) ...
     assert not np.array_equal(_predict(restored, x_test[:64]), expected)
-    restored.load_weights(str(tmp_path / "weights" / "qat")).assert_existing_objects_matched()
+    restored.load_weights(str(tmp_path / "weights" / "qat")).assert_existing_objects_matched(
+    ).expect_partial()  # the optimizer slots stay behind (quietly)
     np.testing.assert_array_equal(_predict(restored, x_test[:64]), expected)
     # ... and tf.train.Checkpoint restores every variable too.
     checkpoint_path = tf.train.Checkpoint(model=tfmot_qat).write(str(tmp_path / "ckpt" / "qat"))
@@ -350,7 +351,8 @@ def test_checkpoint_restore_gives_identical_outputs(tfmot_qat, trained, data, tm
     assert not np.array_equal(_predict(restored, x_test[:64]), expected)
     # The checkpoint also holds the optimizer state, which `restored` (not
     # compiled) does not have: every variable of the model must be matched.
-    tf.train.Checkpoint(model=restored).read(checkpoint_path).assert_existing_objects_matched()
+    tf.train.Checkpoint(model=restored).read(checkpoint_path).assert_existing_objects_matched(
+    ).expect_partial()
     np.testing.assert_array_equal(_predict(restored, x_test[:64]), expected)
 
 
