@@ -21,6 +21,10 @@ MODULES = [
     "mnv3_layers.applications.ssdlite",
     "mnv3_layers.applications.mobilenet_v3",
     "mnv3_layers.applications.backbone",
+    "mnv3_layers.quantization",
+    "mnv3_layers.quantization.keras_engine",
+    "mnv3_layers.quantization.export",
+    "mnv3_layers.quantization.inspect",
 ]
 
 

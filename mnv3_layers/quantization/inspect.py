@@ -1,0 +1,501 @@
+"""Inspect and evaluate TFLite/LiteRT flatbuffers with the LiteRT interpreter.
+
+- `inspect_tflite(path)` -> `TFLiteReport`: op histogram, tensor dtype
+  histogram, input/output details (with quantization scale and zero point),
+  the weights of convolutions and fully-connected ops (dtype, per-channel or
+  per-tensor), float compute ops, and quantize/dequantize ops that sit inside
+  the graph instead of at its input/output boundary.
+- `evaluate_tflite(path, images, labels)` runs a file on data with the LiteRT
+  `Interpreter` (`ai-edge-litert`, extra `litert`), quantizing int8 inputs and
+  dequantizing int8 outputs with their own scale and zero point.
+
+The ops are read from the interpreter built without its default delegate
+(XNNPACK would replace them with one `DELEGATE` node).
+"""
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+
+from mnv3_layers._validation import check_positive_int
+from mnv3_layers.latency import import_litert_interpreter, resolve_source
+
+QUANTIZE_OPS = ("QUANTIZE", "DEQUANTIZE")
+# Ops whose quantized weights are their input 1 (filter / weights matrix).
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+_FLOAT_DTYPES = ("float32", "float16", "float64")
+
+
+# === Report ===
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteReport:
+    """What `inspect_tflite` found in a TFLite flatbuffer.
+
+    Attributes:
+        source: the file (or "flatbuffer bytes").
+        size_bytes: size of the flatbuffer.
+        op_histogram: op name -> count, e.g. `{"CONV_2D": 34, "HARD_SWISH": 19}`.
+        tensor_dtypes: dtype name -> number of tensors (constants included).
+        inputs, outputs: one dict per tensor: `name`, `shape`, `dtype`,
+            `scale`, `zero_point` (`0.0`/`0` when not quantized).
+        weights: one dict per conv/fully-connected op: `op`, `index`,
+            `tensor`, `dtype`, `num_scales` (> 1: per-channel) and
+            `zero_points_all_zero` (symmetric).
+        float_ops: compute ops (not QUANTIZE/DEQUANTIZE) with a float input or
+            output, as `"OP_NAME#index"`.
+        stray_quantize_ops: QUANTIZE/DEQUANTIZE ops between float and integer
+            that are not at the graph boundary (a QUANTIZE of a graph input, a
+            DEQUANTIZE to a graph output), as `"OP_NAME#index"`.
+        stray_quantize_pairs: DEQUANTIZE -> QUANTIZE or QUANTIZE -> DEQUANTIZE
+            chains inside the graph (a float detour), as
+            `("OP#i", "OP#j")` tuples.
+        requantize_ops: int8 -> int8 QUANTIZE ops (a rescale inside the
+            graph; legal, but a cost), as `"QUANTIZE#index"`.
+        ops: the op names in execution order.
+    """
+
+    source: str
+    size_bytes: int
+    op_histogram: dict
+    tensor_dtypes: dict
+    inputs: tuple
+    outputs: tuple
+    weights: tuple
+    float_ops: tuple
+    stray_quantize_ops: tuple
+    stray_quantize_pairs: tuple
+    requantize_ops: tuple
+    ops: tuple = dataclasses.field(default=(), repr=False)
+
+    @property
+    def num_ops(self):
+        """Total number of ops."""
+        return sum(self.op_histogram.values())
+
+    @property
+    def is_fully_int8(self):
+        """No float compute op and no float detour inside the graph."""
+        return not self.float_ops and not self.stray_quantize_ops
+
+    @property
+    def per_channel_weights(self):
+        """Whether every conv weight tensor is int8 with one scale per channel."""
+        convs = [w for w in self.weights if w["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+        return bool(convs) and all(
+            w["dtype"] == "int8" and w["num_scales"] == w["channels"] and w["channels"] > 1
+            or (w["dtype"] == "int8" and w["channels"] == 1)
+            for w in convs
+        )
+
+    def to_dict(self):
+        """The report as a JSON-serializable dict."""
+        result = dataclasses.asdict(self)
+        for key, value in result.items():
+            if isinstance(value, tuple):
+                result[key] = list(value)
+        return result
+
+    def __str__(self):
+        lines = [f"TFLite model {self.source}: {self.size_bytes / 1024:.1f} KiB, "
+                 f"{self.num_ops} ops"]
+        width = max((len(name) for name in self.op_histogram), default=0)
+        lines.append("  ops:")
+        for name, count in sorted(self.op_histogram.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {name:<{width}}  {count}")
+        lines.append(
+            "  tensor dtypes: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.tensor_dtypes.items()))
+        )
+        for label, tensors in (("input", self.inputs), ("output", self.outputs)):
+            for t in tensors:
+                quant = (f", scale {t['scale']:.6g}, zero point {t['zero_point']}"
+                         if t["scale"] else "")
+                lines.append(f"  {label} {t['name']!r}: {t['dtype']} {list(t['shape'])}{quant}")
+        if self.weights:
+            kinds = collections.Counter(
+                f"{w['op']} {w['dtype']} "
+                + ("per-channel" if w["num_scales"] > 1 else
+                   "per-tensor" if w["num_scales"] == 1 else "not quantized")
+                for w in self.weights
+            )
+            lines.append("  weights: " + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())))
+        lines.append(f"  float compute ops: {list(self.float_ops) or 'none'}")
+        lines.append(f"  stray quantize/dequantize ops: {list(self.stray_quantize_ops) or 'none'}")
+        if self.stray_quantize_pairs:
+            lines.append(f"  stray quantize/dequantize pairs: {list(self.stray_quantize_pairs)}")
+        if self.requantize_ops:
+            lines.append(f"  requantize ops (int8 -> int8): {len(self.requantize_ops)}")
+        return "\n".join(lines)
+
+
+# === Interpreter ===
+
+
+def _interpreter(model_path=None, model_content=None, num_threads=1, delegate=True):
+    Interpreter = import_litert_interpreter()
+    kwargs = {"num_threads": num_threads}
+    if not delegate:
+        from ai_edge_litert.interpreter import OpResolverType
+
+        kwargs["experimental_op_resolver_type"] = (
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+    if model_path is not None:
+        return Interpreter(model_path=model_path, **kwargs)
+    return Interpreter(model_content=model_content, **kwargs)
+
+
+def _load(path_or_bytes, argument="path"):
+    """(kind, path_or_content, description) of a TFLite file or flatbuffer bytes."""
+    if isinstance(path_or_bytes, (str, os.PathLike)):
+        path = os.fspath(path_or_bytes)
+        if os.path.isfile(path) and not path.endswith(".tflite"):
+            with open(path, "rb") as f:
+                header = f.read(8)
+            if header[4:8] != b"TFL3":
+                raise ValueError(
+                    f"`{argument}` must be a TFLite file (flatbuffer identifier 'TFL3'). "
+                    f"Received: {argument}={path!r}"
+                )
+            return "tflite_path", path, f"TFLite file {os.path.basename(path)!r}"
+    if not isinstance(path_or_bytes, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"`{argument}` must be a path to a `.tflite` file or TFLite flatbuffer bytes. "
+            f"Received: {argument} of type {type(path_or_bytes).__name__}"
+        )
+    kind, obj, description = resolve_source(path_or_bytes)
+    if kind == "keras_path":
+        raise ValueError(
+            f"`{argument}` must be a TFLite file, not a Keras file; export it first with "
+            f"`export_tflite`. Received: {argument}={path_or_bytes!r}"
+        )
+    return kind, obj, description
+
+
+def _dtype_name(dtype):
+    return np.dtype(dtype).name
+
+
+def _quant(detail):
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return float(scale), int(zero_point)
+
+
+def _tensor_summary(detail):
+    scale, zero_point = _quant(detail)
+    return {
+        "name": detail["name"],
+        "shape": tuple(int(d) for d in detail["shape"]),
+        "dtype": _dtype_name(detail["dtype"]),
+        "scale": scale,
+        "zero_point": zero_point,
+    }
+
+
+# === Public API ===
+
+
+def inspect_tflite(path):
+    """Reads the ops, tensors and quantization of a TFLite flatbuffer.
+
+    Args:
+        path: a `.tflite` file, or TFLite flatbuffer bytes.
+
+    Returns:
+        A `TFLiteReport` (`str(report)` is readable; `report.is_fully_int8`
+        says whether the graph is integer-only between its boundaries).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: `path` is not a TFLite flatbuffer.
+        ImportError: `ai-edge-litert` is missing
+            (`pip install "mnv3-layers[litert]"`).
+
+    Example:
+
+    >>> import os, tempfile, keras
+    >>> from mnv3_layers.quantization import export_tflite, inspect_tflite
+    >>> inputs = keras.Input((16, 16, 3))
+    >>> x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    >>> path = export_tflite(model, os.path.join(tempfile.mkdtemp(), "m.tflite"))
+    >>> report = inspect_tflite(path)
+    >>> report.op_histogram
+    {'CONV_2D': 1, 'MEAN': 1}
+    >>> report.float_ops  # a float model: every compute op is float
+    ('CONV_2D#0', 'MEAN#1')
+    """
+    kind, obj, description = _load(path)
+    if kind == "tflite_path":
+        interpreter = _interpreter(model_path=obj, delegate=False)
+        size = os.path.getsize(obj)
+    else:
+        interpreter = _interpreter(model_content=obj, delegate=False)
+        size = len(obj)
+        description = "(flatbuffer bytes)"
+
+    tensors = {}
+    for detail in interpreter.get_tensor_details():
+        tensors[detail["index"]] = detail
+    ops = interpreter._get_ops_details()  # The only op listing LiteRT exposes.
+    input_ids = {d["index"] for d in interpreter.get_input_details()}
+    output_ids = {d["index"] for d in interpreter.get_output_details()}
+
+    def dtype_of(index):
+        return _dtype_name(tensors[index]["dtype"]) if index in tensors else None
+
+    def is_constant(index):
+        # Constants have data in the flatbuffer; activations are produced by ops
+        # or are graph inputs.
+        return index not in produced and index not in input_ids
+
+    produced = {}
+    consumers = collections.defaultdict(list)
+    for op in ops:
+        for index in op["outputs"]:
+            produced[int(index)] = op
+        for index in op["inputs"]:
+            if index >= 0:
+                consumers[int(index)].append(op)
+
+    histogram = collections.Counter(op["op_name"] for op in ops)
+    float_ops, stray, pairs, requantize, weights = [], [], [], [], []
+    for op in ops:
+        name, label = op["op_name"], f"{op['op_name']}#{op['index']}"
+        in_ids = [int(i) for i in op["inputs"] if i >= 0]
+        out_ids = [int(i) for i in op["outputs"] if i >= 0]
+        if name in QUANTIZE_OPS:
+            src, dst = dtype_of(in_ids[0]), dtype_of(out_ids[0])
+            if src not in _FLOAT_DTYPES and dst not in _FLOAT_DTYPES:
+                requantize.append(label)
+                continue
+            at_boundary = (
+                (name == "QUANTIZE" and in_ids[0] in input_ids)
+                or (name == "DEQUANTIZE" and out_ids[0] in output_ids)
+            )
+            if not at_boundary:
+                stray.append(label)
+            for consumer in consumers.get(out_ids[0], []):
+                if consumer["op_name"] in QUANTIZE_OPS and consumer["op_name"] != name:
+                    pairs.append((label, f"{consumer['op_name']}#{consumer['index']}"))
+            continue
+        # A float bias or weight constant also makes the op a float op.
+        if any(dtype_of(i) in _FLOAT_DTYPES for i in in_ids + out_ids):
+            float_ops.append(label)
+        if name in WEIGHT_OPS and len(in_ids) > 1 and is_constant(in_ids[1]):
+            detail = tensors[in_ids[1]]
+            params = detail["quantization_parameters"]
+            scales = np.asarray(params["scales"])
+            zero_points = np.asarray(params["zero_points"])
+            dim = int(params["quantized_dimension"]) if scales.size > 1 else (
+                3 if name == "DEPTHWISE_CONV_2D" else 0
+            )
+            weights.append({
+                "op": name,
+                "index": int(op["index"]),
+                "tensor": detail["name"],
+                "dtype": _dtype_name(detail["dtype"]),
+                "shape": tuple(int(d) for d in detail["shape"]),
+                "channels": int(detail["shape"][dim]) if len(detail["shape"]) else 1,
+                "num_scales": int(scales.size),
+                "zero_points_all_zero": bool(np.all(zero_points == 0)),
+            })
+
+    dtypes = collections.Counter(_dtype_name(d["dtype"]) for d in tensors.values())
+    return TFLiteReport(
+        source=description,
+        size_bytes=int(size),
+        op_histogram=dict(sorted(histogram.items())),
+        tensor_dtypes=dict(sorted(dtypes.items())),
+        inputs=tuple(_tensor_summary(d) for d in interpreter.get_input_details()),
+        outputs=tuple(_tensor_summary(d) for d in interpreter.get_output_details()),
+        weights=tuple(weights),
+        float_ops=tuple(float_ops),
+        stray_quantize_ops=tuple(stray),
+        stray_quantize_pairs=tuple(pairs),
+        requantize_ops=tuple(requantize),
+        ops=tuple(op["op_name"] for op in ops),
+    )
+
+
+def _iterate_batches(images, labels, batch_size):
+    """Yields `(x, y_or_None)` NumPy batches from arrays or an iterable of batches."""
+    if isinstance(images, np.ndarray) or (
+        hasattr(images, "shape") and hasattr(images, "dtype")
+        and not hasattr(images, "element_spec")
+    ):
+        images = np.asarray(images)
+        if labels is not None:
+            labels = np.asarray(labels)
+            if len(labels) != len(images):
+                raise ValueError(
+                    "`labels` must have one entry per image. Received: "
+                    f"{len(images)} images and labels of shape {labels.shape}"
+                )
+        for start in range(0, len(images), batch_size):
+            stop = start + batch_size
+            yield images[start:stop], None if labels is None else labels[start:stop]
+        return
+    if labels is not None:
+        raise ValueError(
+            "`labels` can only be given with an array of `images`; a dataset yields "
+            "its own `(x, y)` batches. Received: labels of type "
+            f"{type(labels).__name__} with images of type {type(images).__name__}"
+        )
+    try:
+        iterator = iter(images)
+    except TypeError:
+        raise TypeError(
+            "`images` must be an array of images or an iterable (e.g. tf.data.Dataset) "
+            f"of `x` or `(x, y)` batches. Received: images of type {type(images).__name__}"
+        ) from None
+    for element in iterator:
+        y = None
+        if isinstance(element, (tuple, list)):
+            x = element[0]
+            y = element[1] if len(element) > 1 else None
+        else:
+            x = element
+        x = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+        if y is not None:
+            y = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
+        yield x, y
+
+
+def _class_ids(labels):
+    labels = np.asarray(labels)
+    if labels.ndim >= 2 and labels.shape[-1] > 1:
+        return np.argmax(labels, axis=-1)
+    return labels.reshape(labels.shape[0], -1)[:, 0].astype(np.int64)
+
+
+def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1):
+    """Runs a TFLite file on images with the LiteRT interpreter.
+
+    Float inputs are fed as they are (cast to the input dtype); an int8/uint8
+    input is quantized with its scale and zero point
+    (`round(x / scale) + zero_point`, clipped), and an int8/uint8 output is
+    dequantized (`(q - zero_point) * scale`), so predictions are always
+    float and comparable with the Keras model's.
+
+    Args:
+        path: a `.tflite` file, or TFLite flatbuffer bytes.
+        images: an array `(num_images, *input_shape)` in the range the model
+            expects (the applications take [0, 255]), or an iterable
+            (e.g. `tf.data.Dataset`) of `x` or `(x, y)` batches.
+        labels: class ids `(num_images,)` or one-hot labels for an array of
+            `images`; with a dataset of `(x, y)` the `y` are used.
+            Defaults to `None`.
+        batch_size: images per `invoke()` for an array of `images` (the
+            input's batch dimension is resized). Defaults to `1`.
+        num_threads: interpreter threads. Defaults to `1`.
+
+    Returns:
+        The predictions, a float array `(num_images, ...)` — or, when labels
+        are available, a tuple `(predictions, accuracy)` where accuracy is
+        the top-1 accuracy (argmax of the last axis) in [0, 1].
+
+    Raises:
+        ValueError: not a TFLite file, a multi-input/multi-output model,
+            images of the wrong shape, or labels of the wrong length.
+        ImportError: `ai-edge-litert` is missing.
+
+    Example:
+
+    >>> import os, tempfile, keras, numpy as np
+    >>> from mnv3_layers.quantization import evaluate_tflite, export_tflite
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> outputs = keras.layers.Dense(2, activation="softmax")(
+    ...     keras.layers.GlobalAveragePooling2D()(inputs))
+    >>> model = keras.Model(inputs, outputs)
+    >>> path = export_tflite(model, os.path.join(tempfile.mkdtemp(), "m.tflite"))
+    >>> images = np.random.default_rng(0).uniform(size=(6, 8, 8, 3)).astype("float32")
+    >>> predictions, accuracy = evaluate_tflite(path, images, labels=[0, 1, 0, 1, 0, 1])
+    >>> predictions.shape, bool(np.allclose(predictions, model(images), atol=1e-5))
+    ((6, 2), True)
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    num_threads = check_positive_int("num_threads", num_threads)
+    kind, obj, description = _load(path)
+    if kind == "tflite_path":
+        interpreter = _interpreter(model_path=obj, num_threads=num_threads)
+    else:
+        interpreter = _interpreter(model_content=obj, num_threads=num_threads)
+    input_details = interpreter.get_input_details()
+    output_details = interpreter.get_output_details()
+    if len(input_details) != 1 or len(output_details) != 1:
+        raise ValueError(
+            f"`evaluate_tflite` runs single-input, single-output models; {description} "
+            f"has {len(input_details)} inputs and {len(output_details)} outputs."
+        )
+    input_detail, output_detail = input_details[0], output_details[0]
+    in_dtype = np.dtype(input_detail["dtype"])
+    in_scale, in_zero = _quant(input_detail)
+    out_scale, out_zero = _quant(output_detail)
+    current_shape = tuple(int(d) for d in input_detail["shape"])
+    signature = tuple(int(d) for d in input_detail.get("shape_signature", current_shape))
+    # A file exported at a fixed batch size (export_tflite writes batch 1) is
+    # run one fixed-size chunk at a time; a dynamic batch is resized.
+    fixed_batch = current_shape[0] if signature and signature[0] > 0 else None
+    allocated = None
+
+    def run(chunk):
+        nonlocal allocated
+        if allocated != chunk.shape:
+            if chunk.shape != current_shape or allocated is not None:
+                interpreter.resize_tensor_input(
+                    input_detail["index"], list(chunk.shape), strict=True
+                )
+            interpreter.allocate_tensors()
+            allocated = chunk.shape
+        if np.issubdtype(in_dtype, np.integer):
+            info = np.iinfo(in_dtype)
+            q = np.rint(chunk.astype(np.float64) / in_scale + in_zero) if in_scale > 0 else chunk
+            feed = np.clip(q, info.min, info.max).astype(in_dtype)
+        else:
+            feed = chunk.astype(in_dtype)
+        interpreter.set_tensor(input_detail["index"], feed)
+        interpreter.invoke()
+        out = interpreter.get_tensor(output_detail["index"])
+        if np.issubdtype(out.dtype, np.integer) and out_scale > 0:
+            out = (out.astype(np.float32) - out_zero) * out_scale
+        return np.asarray(out, dtype=np.float32).copy()
+
+    predictions, all_labels, have_labels = [], [], True
+    for x, y in _iterate_batches(images, labels, batch_size):
+        if x.ndim == len(current_shape) - 1:
+            x = x[None]
+        if tuple(x.shape[1:]) != current_shape[1:] and not any(
+            d < 0 for d in signature[1:]
+        ):
+            raise ValueError(
+                "`images` must have shape (num_images, "
+                f"{', '.join(map(str, current_shape[1:]))}) for {description}. "
+                f"Received: a batch of shape {tuple(x.shape)}"
+            )
+        step = fixed_batch or x.shape[0]
+        for start in range(0, x.shape[0], step):
+            chunk = x[start:start + step]
+            if fixed_batch and chunk.shape[0] != fixed_batch:
+                raise ValueError(
+                    f"{description} has a fixed batch size of {fixed_batch}; the number "
+                    f"of images must be a multiple of it. Received: {x.shape[0]} images"
+                )
+            predictions.append(run(chunk))
+        if y is None:
+            have_labels = False
+        else:
+            all_labels.append(y)
+    if not predictions:
+        raise ValueError("`images` is empty: nothing to evaluate.")
+    predictions = np.concatenate(predictions, axis=0)
+    if labels is None and (not have_labels or not all_labels):
+        return predictions
+    class_ids = _class_ids(np.concatenate(all_labels, axis=0))
+    accuracy = float(np.mean(np.argmax(predictions.reshape(len(predictions), -1), -1)
+                             == class_ids))
+    return predictions, accuracy

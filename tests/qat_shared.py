@@ -1,0 +1,106 @@
+"""The trained float model and its Keras-engine QAT export, shared by the quantization tests.
+
+`tests/test_quantization.py` and `tests/test_quantization_tfmot.py` check the
+same small classifier (every MobileNetV3 op type) with both engines. Training
+it and converting its QAT copy are the slowest steps, so they happen once per
+pytest process (cached here), not once per test module.
+"""
+
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+from mnv3_layers import EfficientLastStage, HardSwish, InvertedResidual
+from mnv3_layers.datasets import make_shapes_classification
+
+SIZE = 32
+CLASSES = 3
+QAT_STEPS = 4
+QAT_BATCH = 32
+QAT_LEARNING_RATE = 3e-4
+
+
+def tiny_model():
+    """A small classifier from this package's layers (every op type of MobileNetV3)."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(h)
+    h = keras.layers.BatchNormalization(momentum=0.9)(h)
+    h = HardSwish()(h)
+    h = InvertedResidual(16, 3, 1, expansion=1, se_ratio=0.25, bn_momentum=0.9)(h)
+    h = InvertedResidual(24, 3, 2, expansion=4, bn_momentum=0.9)(h)
+    h = InvertedResidual(24, 3, 1, expansion=3, bn_momentum=0.9)(h)
+    h = InvertedResidual(32, 5, 2, expansion=4, se_ratio=0.25, activation="hard_swish",
+                         bn_momentum=0.9)(h)
+    h = EfficientLastStage(64, last_point_filters=128, dropout_rate=0.0, bn_momentum=0.9)(h)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(h)
+    return keras.Model(inputs, outputs, name="tiny")
+
+
+def predict(model, x, batch_size=100):
+    """`model(x, training=False)` in batches (a Keras 3 or tf_keras model; nothing traced)."""
+    return np.concatenate([
+        np.asarray(model(x[i:i + batch_size], training=False))
+        for i in range(0, len(x), batch_size)
+    ])
+
+
+@functools.lru_cache(maxsize=None)
+def data():
+    """`(x, y, x_test, y_test)`: 1024 training and 200 held-out shapes at 32x32."""
+    x, y = make_shapes_classification(1024, image_size=SIZE, seed=3)
+    x_test, y_test = make_shapes_classification(200, image_size=SIZE, seed=4)
+    return x, y, x_test, y_test
+
+
+@functools.lru_cache(maxsize=None)
+def trained():
+    """`tiny_model()` trained in float (6 epochs of 1024 shapes)."""
+    x, y, _, _ = data()
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy", jit_compile=False)
+    model.fit(x, y, batch_size=32, epochs=6, verbose=0)
+    return model
+
+
+def qat_steps(model, x, y):
+    """The short QAT run both engines get: 4 steps of 32 images, in order."""
+    for step in range(QAT_STEPS):
+        batch = slice(step * QAT_BATCH, (step + 1) * QAT_BATCH)
+        model.train_on_batch(x[batch], y[batch])
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def keras_qat():
+    """The Keras-engine QAT copy of `trained()` after `qat_steps` (eager, Adam 3e-4)."""
+    from mnv3_layers.quantization import quantize_model
+
+    x, y, _, _ = data()
+    keras.utils.set_random_seed(1)
+    model = quantize_model(trained(), engine="keras")
+    # Eager: tracing a QAT train step costs more than running four.
+    model.compile(optimizer=keras.optimizers.Adam(QAT_LEARNING_RATE),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=False, run_eagerly=True)
+    return qat_steps(model, x, y)
+
+
+@functools.lru_cache(maxsize=None)
+def keras_export():
+    """`(path, report)`: `keras_qat()` exported to int8 (int8 input and output)."""
+    from mnv3_layers.quantization import export_tflite, inspect_tflite
+
+    folder = tempfile.mkdtemp(prefix="mnv3_qat_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = os.path.join(folder, "keras_int8.tflite")
+    export_tflite(keras_qat(), path, quantization="int8", int8_io=True)
+    return path, inspect_tflite(path)
