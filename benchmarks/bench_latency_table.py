@@ -43,6 +43,7 @@ Usage:
 """
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -99,10 +100,12 @@ def parse_args(argv=None):
     parser.add_argument("--cache", choices=CACHES, default="mixed",
                         help="table cache mode of the verdict (both are printed)")
     parser.add_argument("--statistic", choices=("median", "min"), default="median")
-    parser.add_argument("--table", default=os.path.join("out", "bench_latency_table.json"),
+    parser.add_argument("--table", default=os.path.join("out", "bench_latency_table_cache.json"),
                         help="latency table cache file")
     parser.add_argument("--models", default=os.path.join("out", "bench_latency_table_models"),
                         help="folder caching the converted TFLite files")
+    parser.add_argument("--results", default=os.path.join("out", "bench_latency_table.json"),
+                        help="raw timings (JSON) of every component and model")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -220,6 +223,19 @@ def main(argv=None):
     log(f"goal (every prediction within +-10 %, {args.clock} clock, {args.cache} cache): "
         f"{'MET' if verdict else 'NOT MET'}")
     log(f"total time {time.perf_counter() - start:.0f} s; load average now {os.getloadavg()}")
+    raw = {
+        "variants": {name: {"config": VARIANTS[name], "measured": result,
+                            "components": [c.key for c in model_configs(
+                                *VARIANTS[name][:3], (VARIANTS[name][3],) * 2 + (3,))]}
+                     for name, result in zip(args.variants, results)},
+        "components": {c if c == OVERHEAD_KEY else c.key: s
+                       for c, s in zip(components, stats[:len(component_timers)])},
+        "load_average": os.getloadavg(),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    with open(args.results, "w", encoding="utf-8") as f:
+        json.dump(raw, f, indent=1)
+    log(f"raw timings in {args.results}")
     return 0 if verdict else 1
 
 

@@ -755,7 +755,8 @@ def measure_tflite(model_or_flatbuffer, warmup=5, runs=30, num_threads=1):
     which is what `LatencyTable(clock="cpu")` predicts.
 
     Args:
-        model_or_flatbuffer: a fixed-input-shape Keras model or TFLite bytes.
+        model_or_flatbuffer: a fixed-input-shape Keras model, TFLite bytes,
+            or a path to a `.tflite` or `.keras` file.
         warmup: untimed runs. Defaults to `5`.
         runs: timed runs. Defaults to `30`.
         num_threads: interpreter threads. Defaults to `1`.
@@ -766,14 +767,30 @@ def measure_tflite(model_or_flatbuffer, warmup=5, runs=30, num_threads=1):
     warmup = latency_lib.check_warmup(warmup)
     runs = check_positive_int("runs", runs)
     num_threads = check_positive_int("num_threads", num_threads)
+    if isinstance(model_or_flatbuffer, (str, os.PathLike)):
+        # Same checks and messages as `measure_latency`: missing file, not TFLite.
+        kind, source, _ = latency_lib.resolve_source(model_or_flatbuffer)
+        if kind == "keras_path":
+            import keras
+
+            model_or_flatbuffer = keras.saving.load_model(source, compile=False)
+        else:
+            with open(source, "rb") as f:
+                model_or_flatbuffer = f.read()
     if isinstance(model_or_flatbuffer, (bytes, bytearray)):
         flat = bytes(model_or_flatbuffer)
+        if not latency_lib._is_tflite(flat[:8]):
+            raise ValueError(
+                "`model_or_flatbuffer` bytes are not a TFLite flatbuffer (no 'TFL3' file "
+                f"identifier at bytes 4:8). Received: {len(flat)} bytes starting {flat[:8]!r}"
+            )
     else:
         import keras
 
         if not isinstance(model_or_flatbuffer, keras.Model):
             raise TypeError(
-                "`model_or_flatbuffer` must be a keras.Model or TFLite bytes. Received: "
+                "`model_or_flatbuffer` must be a keras.Model, TFLite bytes or a `.tflite` / "
+                "`.keras` path. Received: "
                 f"model_or_flatbuffer of type {type(model_or_flatbuffer).__name__}"
             )
         flat = convert_float_tflite(_batch_one(model_or_flatbuffer))

@@ -1054,7 +1054,7 @@ def netadapt_search(
         if steps:
             keras.utils.set_random_seed(train_seed)
             model.fit(data.training_dataset(train_seed), steps_per_epoch=steps, epochs=1,
-                      verbose=0)
+                      shuffle=False, verbose=0)  # The dataset shuffles.
 
     def evaluate(model):
         if isinstance(data.validation, tuple):

@@ -287,7 +287,7 @@ def test_real_measurement_tiny(tmp_path):
     assert stats["runs"] == 3 and stats["median_ms"] > 0 and stats["cpu_median_ms"] >= 0
     assert "cold_median_ms" not in stats
     with pytest.raises(TypeError, match="model_or_flatbuffer"):
-        measure_tflite("model.tflite")
+        measure_tflite(42)
     with pytest.raises(ValueError, match="runs"):
         measure_tflite(model, runs=0)
 
@@ -297,3 +297,24 @@ def test_small_table_key_count():
     configs = model_configs(SMALL, input_shape=(224, 224, 3))
     assert len({c.key for c in configs}) == len(configs) - 2
     assert np.all([c.key.startswith(("stem/", "bneck/", "head/")) for c in configs])
+
+
+# === Bad sources and runtime (the same checks as `measure_latency`) ===
+
+
+def test_bad_tflite_sources_and_runtime(tmp_path):
+    from mnv3_layers.latency import measure_latency
+
+    missing = tmp_path / "missing.tflite"
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        measure_tflite(missing)
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        measure_latency(missing, runtime="tflite")
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"PK\x03\x04 this is a zip, not a flatbuffer")
+    with pytest.raises(ValueError, match="is not a TFLite file"):
+        measure_tflite(fake)
+    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+        measure_tflite(b"12345678 not tflite")
+    with pytest.raises(ValueError, match=r"`runtime` must be one of .*runtime='tflight'"):
+        measure_latency(fake, runtime="tflight")
