@@ -601,6 +601,12 @@ def _check_file_content(data):
             raise ValueError(f"table {fp_key!r} has no 'entries' object")
         if not isinstance(table.get("fingerprint"), dict):
             raise ValueError(f"table {fp_key!r} has no 'fingerprint' object")
+        calibration = table.get("calibration", {})
+        if not isinstance(calibration, dict) or not all(
+            isinstance(c, dict) and _finite(c.get("intercept_ms"), lambda v: True)
+            for c in calibration.values()
+        ):
+            raise ValueError(f"table {fp_key!r} has a malformed 'calibration' object")
         for key, entry in table["entries"].items():
             if (
                 not isinstance(entry, dict)
@@ -821,8 +827,11 @@ class LatencyPrediction:
     """A whole model's predicted latency and its terms.
 
     Attributes:
-        total_ms: `overhead_ms + sum(max(component_ms - overhead_ms, 0))`.
+        total_ms: `overhead_ms + sum(max(component_ms - overhead_ms, 0))
+            + intercept_ms`.
         overhead_ms: the measured fixed per-invoke cost, counted once.
+        intercept_ms: the calibrated whole-model correction
+            (`LatencyTable.calibrate`), 0 when the table is not calibrated.
         components: tuple of `(config_key, ms)` as measured alone (each
             includes one overhead).
         statistic: `"median"` or `"min"`.
@@ -838,13 +847,15 @@ class LatencyPrediction:
     clock: str = "wall"
     cache: str = "mixed"
     fingerprint: dict = dataclasses.field(default_factory=dict, repr=False)
+    intercept_ms: float = 0.0
 
     def __str__(self):
         lines = [
             f"Predicted latency {self.total_ms:.3f} ms ({self.clock} clock, {self.cache} cache, "
             f"{self.statistic} of each component, {len(self.components)} components, "
             "fixed overhead "
-            f"{self.overhead_ms:.3f} ms counted once)"
+            f"{self.overhead_ms:.3f} ms counted once, calibrated intercept "
+            f"{self.intercept_ms:+.3f} ms)"
         ]
         lines += [f"  {ms:8.3f} ms  {key}" for key, ms in self.components]
         return "\n".join(lines)
@@ -894,12 +905,17 @@ class LatencyTable:
             (`benchmarks/bench_latency_table.py` compares all three).
             All three come from the same stored measurements.
             Defaults to `"mixed"`.
+        calibrated: add the whole-model intercept stored by `calibrate(...)`
+            for this clock, cache mode and statistic (none stored: 0).
+            Defaults to `True`.
         verbose: print one line per measured component. Defaults to `False`.
 
     Attributes:
-        path, num_threads, warmup, runs, statistic, clock, cache: as given.
+        path, num_threads, warmup, runs, statistic, clock, cache, calibrated:
+            as given.
         fingerprint: `runtime_fingerprint(num_threads)`.
         entries: dict config key -> stored measurement (this fingerprint's).
+        calibration: dict `calibration_key` -> stored intercept and points.
 
     Example:
 
@@ -910,7 +926,7 @@ class LatencyTable:
     """
 
     def __init__(self, path=None, num_threads=1, warmup=5, runs=30, statistic="median",
-                 clock="wall", cache="mixed", verbose=False):
+                 clock="wall", cache="mixed", calibrated=True, verbose=False):
         if path is None:
             path = default_table_path()
         if not isinstance(path, (str, os.PathLike)):
@@ -943,10 +959,12 @@ class LatencyTable:
         if cache not in CACHES:
             raise ValueError(f"`cache` must be one of {CACHES}. Received: cache={cache!r}")
         self.cache = cache
+        self.calibrated = bool(calibrated)
         self.verbose = bool(verbose)
         self.fingerprint = runtime_fingerprint(self.num_threads)
         self._fp_key = fingerprint_key(self.fingerprint)
         self.entries = {}
+        self.calibration = {}
         self.load()
 
     # --- File ---
@@ -967,6 +985,7 @@ class LatencyTable:
             data = None
         table = (data or _empty_file())["tables"].get(self._fp_key)
         self.entries = dict(table["entries"]) if table else {}
+        self.calibration = dict(table.get("calibration", {})) if table else {}
 
     def save(self):
         """Merges this table's entries into the file at `path`, atomically."""
@@ -978,6 +997,8 @@ class LatencyTable:
             self._fp_key, {"fingerprint": self.fingerprint, "entries": {}}
         )
         table["entries"].update(self.entries)
+        if self.calibration:
+            table.setdefault("calibration", {}).update(self.calibration)
         write_json_atomic(self.path, data)
 
     # --- Lookup ---
@@ -1082,6 +1103,74 @@ class LatencyTable:
         timers = [TFLiteTimer(flat, self.num_threads) for flat in flatbuffers]
         return time_runners(timers, self.warmup, self.runs, cold=True)
 
+    # --- Calibration ---
+
+    @property
+    def calibration_key(self):
+        """Calibrations are stored per clock, cache mode and statistic."""
+        return f"{self.clock}/{self.cache}/{self.statistic}"
+
+    @property
+    def intercept_ms(self):
+        """The stored whole-model intercept for this table's settings (0 if none / off)."""
+        if not self.calibrated:
+            return 0.0
+        return float(self.calibration.get(self.calibration_key, {}).get("intercept_ms", 0.0))
+
+    def calibrate(self, measurements):
+        """Fits and stores the whole-model intercept from measured whole models.
+
+        A whole model differs from the sum of its components by a roughly
+        constant amount (see `benchmarks/bench_latency_table.py`): the sum
+        already counts the per-invoke overhead once, but not, e.g., the
+        model's own input copy and the work XNNPACK does between ops that
+        are not inside any one component. A couple of end-to-end
+        measurements fix that constant: the intercept is the median of
+        `measured - uncalibrated prediction`. It is stored in the file (per
+        clock, cache mode and statistic) and added to every prediction of
+        tables opened with `calibrated=True`.
+
+        Args:
+            measurements: a non-empty list of `(configs, measured_ms)`:
+                the components of a whole model (`model_configs(...)`) and
+                its measured latency on this table's clock and statistic
+                (e.g. `measure_tflite(model)["cpu_median_ms"]` for
+                `clock="cpu"`).
+
+        Returns:
+            The intercept in milliseconds.
+        """
+        measurements = list(measurements)
+        if not measurements:
+            raise ValueError(
+                "`measurements` must be a non-empty list of (configs, measured_ms). "
+                "Received: measurements=[]"
+            )
+        points = []
+        for item in measurements:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise ValueError(
+                    "`measurements` must hold (configs, measured_ms) pairs. "
+                    f"Received: {item!r}"
+                )
+            configs, measured = item
+            if isinstance(measured, bool) or not _finite(measured, lambda v: v > 0):
+                raise ValueError(
+                    "`measured_ms` must be a positive finite number. "
+                    f"Received: measured_ms={measured!r}"
+                )
+            calibrated, self.calibrated = self.calibrated, False
+            try:
+                raw = self.predict_configs(configs).total_ms
+            finally:
+                self.calibrated = calibrated
+            points.append({"raw_predicted_ms": raw, "measured_ms": float(measured),
+                           "first": self._key(list(configs)[0])})
+        intercept = float(np.median([p["measured_ms"] - p["raw_predicted_ms"] for p in points]))
+        self.calibration[self.calibration_key] = {"intercept_ms": intercept, "points": points}
+        self.save()
+        return intercept
+
     # --- Prediction ---
 
     def predict_configs(self, configs):
@@ -1093,8 +1182,10 @@ class LatencyTable:
         overhead = self.overhead_ms
         components = tuple((c.key, self._stat(c.key)) for c in configs)
         total = overhead + sum(max(ms - overhead, 0.0) for _, ms in components)
+        intercept = self.intercept_ms
         return LatencyPrediction(
-            total_ms=float(total),
+            total_ms=float(total + intercept),
+            intercept_ms=intercept,
             overhead_ms=overhead,
             components=components,
             statistic=self.statistic,

@@ -210,7 +210,10 @@ def test_table_caches_by_configuration_and_fingerprint(tmp_path):
     "content",
     ["{not json", json.dumps({"format": "something else"}), json.dumps(
         {"format": "mnv3_layers.latency_table", "version": 1, "tables": {"x": {
-            "fingerprint": {}, "entries": {"k": {"median_ms": -1.0}}}}})],
+            "fingerprint": {}, "entries": {"k": {"median_ms": -1.0}}}}}),
+     json.dumps({"format": "mnv3_layers.latency_table", "version": 1, "tables": {"x": {
+         "fingerprint": {}, "entries": {}, "calibration": {"wall/mixed/median": {
+             "intercept_ms": "0.1"}}}}})],
 )
 def test_corrupt_cache_is_set_aside_and_rebuilt(tmp_path, content):
     path = tmp_path / "table.json"
@@ -224,6 +227,39 @@ def test_corrupt_cache_is_set_aside_and_rebuilt(tmp_path, content):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(FakeTable(path)) == 5
+
+
+def test_calibrate_intercept(tmp_path):
+    path = tmp_path / "table.json"
+    table = FakeTable(path, cache="warm")
+    small = model_configs(TINY, input_shape=(32, 32, 3), top="dense", classes=3)
+    large = model_configs(TINY, input_shape=(64, 64, 3), top="dense", classes=3)
+    raw_small = table.predict_configs(small).total_ms
+    raw_large = table.predict_configs(large).total_ms
+    assert table.intercept_ms == 0.0
+    # Median of (measured - raw): 0.2 and 0.4 -> 0.3.
+    assert table.calibrate([(small, raw_small + 0.2), (large, raw_large + 0.4)]) == (
+        pytest.approx(0.3))
+    prediction = table.predict_configs(small)
+    assert prediction.intercept_ms == pytest.approx(0.3)
+    assert prediction.total_ms == pytest.approx(raw_small + 0.3)
+    assert "intercept +0.300 ms" in str(prediction)
+    # Stored in the file, per clock / cache / statistic; can be switched off.
+    assert FakeTable(path, cache="warm").predict_configs(large).total_ms == pytest.approx(
+        raw_large + 0.3)
+    assert FakeTable(path, cache="warm", calibrated=False).predict_configs(
+        large).total_ms == pytest.approx(raw_large)
+    assert FakeTable(path, cache="cold").intercept_ms == 0.0
+    stored = json.loads(path.read_text())["tables"][fingerprint_key(table.fingerprint)]
+    assert stored["calibration"]["wall/warm/median"]["intercept_ms"] == pytest.approx(0.3)
+    # Re-calibrating is not compounded by the stored intercept.
+    assert table.calibrate([(small, raw_small + 0.1)]) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="non-empty"):
+        table.calibrate([])
+    with pytest.raises(ValueError, match="measured_ms"):
+        table.calibrate([(small, -1.0)])
+    with pytest.raises(ValueError, match="pairs"):
+        table.calibrate([small])
 
 
 @pytest.mark.parametrize(
