@@ -845,7 +845,7 @@ def netadapt_search(
     max_iterations=50,
     calibrate=True,
     latency_tolerance=0.02,
-    run_eagerly=False,
+    run_eagerly="auto",
     seed=0,
     on_iteration_end=None,
     verbose=1,
@@ -899,8 +899,12 @@ def netadapt_search(
             Defaults to `True`.
         latency_tolerance: when verifying, measured latency may exceed the
             target by this fraction. Defaults to `0.02`.
-        run_eagerly: compile the models with `run_eagerly` (faster than
-            tracing for a handful of steps on tiny models). Defaults to `False`.
+        run_eagerly: `True` / `False`: compile every model with this
+            `run_eagerly`; `"auto"`: the proposals (fine-tuned only a few
+            steps each, where tracing the train and test functions of a new
+            model costs more than the steps) run eagerly when
+            `finetune_steps <= 20`, the pre-training and final fine-tune are
+            traced. Defaults to `"auto"`.
         seed: random seed. Defaults to `0`.
         on_iteration_end: optional callable receiving each iteration's
             record after the state is saved; raising (e.g.
@@ -963,6 +967,10 @@ def netadapt_search(
         raise ValueError(
             f"`proposal_kinds` must be a non-empty subset of {PROPOSAL_KINDS}. "
             f"Received: proposal_kinds={proposal_kinds!r}"
+        )
+    if run_eagerly not in (True, False, "auto"):
+        raise ValueError(
+            f"`run_eagerly` must be True, False or 'auto'. Received: run_eagerly={run_eagerly!r}"
         )
     if on_iteration_end is not None and not callable(on_iteration_end):
         raise TypeError("`on_iteration_end` must be callable or None.")
@@ -1040,14 +1048,16 @@ def netadapt_search(
     def path(name):
         return os.path.join(output_dir, name)
 
-    def compile_model(model):
+    def compile_model(model, proposal=False):
+        eager = run_eagerly if run_eagerly != "auto" else (
+            proposal and finetune_steps <= 20)
         loss = (keras.losses.CategoricalCrossentropy() if one_hot
                 else keras.losses.SparseCategoricalCrossentropy())
         metric = (keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot
                   else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric],
-            jit_compile=False, run_eagerly=run_eagerly,
+            jit_compile=False, run_eagerly=eager,
         )
 
     def train(model, steps, train_seed):
@@ -1170,7 +1180,7 @@ def netadapt_search(
             width, new_spec, new_ms = sized
             child = build_classifier(new_spec, input_shape, num_classes, bn_momentum)
             inherit_weights(parent, child, spec, new_spec)
-            compile_model(child)
+            compile_model(child, proposal=True)
             train(child, finetune_steps, seed + 1000 * iteration + p_index)
             accuracy = evaluate(child)
             evaluated += 1
