@@ -311,6 +311,7 @@ def test_search_target_below_floor(tmp_path, shapes_data):
         (dict(start_weights="missing.weights.h5"), FileNotFoundError, "start_weights"),
         (dict(finetune_steps=-1), ValueError, "finetune_steps"),
         (dict(variant="medium"), ValueError, "variant"),
+        (dict(run_eagerly="yes"), ValueError, "`run_eagerly` must be"),
     ],
 )
 def test_search_bad_arguments(tmp_path, shapes_data, overrides, error, match):
@@ -393,3 +394,14 @@ def test_plot_latency_accuracy_bad_inputs(tmp_path, series, path, match):
 
     with pytest.raises(ValueError, match=match):
         plot_latency_accuracy(series, tmp_path / path)
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from mnv3_layers.plotting import plot_latency_accuracy
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"mnv3-layers\[plot\]"):
+        plot_latency_accuracy([{"label": "a", "points": [(1.0, 0.5)]}], tmp_path / "f.png")
+    assert not (tmp_path / "f.png").exists()
