@@ -120,6 +120,9 @@ def parse_args(argv=None):
                         help=f"variants to run (default: all): {', '.join(VARIANTS)}")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per model/component")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="interleaving rounds (each runs every model in turn); "
+                             "0: one round per run, the finest interleaving")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="clock of the verdict (both are printed)")
     parser.add_argument("--cache", choices=CACHES, default="mixed",
@@ -196,7 +199,8 @@ def measure(args):
     t0 = time.perf_counter()
     load_before = os.getloadavg()
     stats = time_runners(component_timers + model_timers, args.warmup, args.runs,
-                         cold=[True] * len(component_timers) + [False] * len(model_timers))
+                         cold=[True] * len(component_timers) + [False] * len(model_timers),
+                         rounds=args.rounds or args.runs)
     log(f"timed in {time.perf_counter() - t0:.0f} s")
     raw = {
         "variants": {name: {"config": VARIANTS[name], "measured": result}
@@ -205,7 +209,7 @@ def measure(args):
                        for c, s in zip(components, stats[:len(component_timers)])},
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "fingerprint": runtime_fingerprint(1),
-        "runs": args.runs, "warmup": args.warmup,
+        "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds or args.runs,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results, "w", encoding="utf-8") as f:
