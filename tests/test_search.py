@@ -17,7 +17,7 @@ import pytest
 from mnv3_layers import LARGE, SMALL, ArchitectureSpec, BlockSpec, resolve_architecture
 from mnv3_layers.block_spec import LastStageSpec, StemSpec
 from mnv3_layers.datasets import make_shapes_classification
-from mnv3_layers.latency_table import OVERHEAD_KEY, STAT_KEYS, LatencyTable
+from mnv3_layers.latency_table import OVERHEAD_KEY, STAT_KEYS, LatencyTable, model_configs
 from mnv3_layers.search import (
     Proposal,
     SearchInterrupted,
@@ -260,9 +260,32 @@ def test_search_interrupt_resume_and_outputs(tmp_path, shapes_data):
     assert result.target_ms == pytest.approx(0.7 * result.start_predicted_ms)
     latencies = [h["predicted_ms"] for h in result.history]
     assert latencies == sorted(latencies, reverse=True)
+    previous = {r["iteration"]: r["previous_ms"] for r in log if r["event"] == "iteration"}
+    parents = {1: next(r for r in log if r["event"] == "start")["architecture"]}
+    parents.update({r["iteration"] + 1: r["architecture"] for r in log
+                    if r["event"] == "iteration"})
+    table = kwargs["latency_table"]
+    sized = 0
     for record in log:
         if record["event"] == "proposal" and record["feasible"]:
             assert record["to"] % 8 == 0 and record["to"] < record["from"]
+            # Each proposal cuts at least delta (0.2 x current latency, or what
+            # is left to the target) according to the table.
+            current = previous[record["iteration"]]
+            required = min(0.2 * current, current - result.target_ms)
+            assert current - record["predicted_ms"] >= required - 1e-9
+            # ... and is the largest width that does (the next multiple of 8
+            # up, where valid, cuts less).
+            parent = architecture_from_dict(parents[record["iteration"]])
+            kind, _, index = record["proposal"].partition("[")
+            proposal = Proposal(kind, int(index[:-1]) if index else None)
+            wider = apply_proposal(parent, proposal, record["to"] + 8)
+            if wider is not None and record["to"] + 8 < record["from"]:
+                wider_ms = table.predict_configs(
+                    model_configs(wider, 1.0, False, SHAPE, "dense", 3)).total_ms
+                assert current - wider_ms < required
+            sized += 1
+    assert sized >= result.iterations
     assert all(w % 8 == 0 for w in all_widths(result.spec))
     assert structure(result.spec) == structure(TINY)
 
