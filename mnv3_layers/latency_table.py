@@ -693,7 +693,7 @@ class TFLiteTimer:
         self.interpreter.set_tensor(self.index, self.x)
 
 
-def time_runners(timers, warmup, runs, cold=False, rounds=5):
+def time_runners(timers, warmup, runs, cold=False, rounds=5, rewarm=True):
     """Times `TFLiteTimer`s on two clocks, warm and (optionally) cold, interleaved.
 
     After `warmup` untimed runs each, `runs` timed runs per timer are split
@@ -704,7 +704,11 @@ def time_runners(timers, warmup, runs, cold=False, rounds=5):
     the calling thread, so CPU time leaves out time the thread waited for a
     core (other processes), which wall time includes.
 
-    Warm runs follow each other, so the model's weights stay in cache.
+    Warm runs follow each other, so the model's weights stay in cache;
+    with `rewarm=True` (default) one untimed run starts each timer's warm
+    runs in every round, since the other timers of the round have evicted
+    its data since its last run (without it, with many rounds the "warm"
+    runs are really cold ones).
     With `cold=True` (or `True` at its position in a list of one bool per
     timer) a timer also gets `runs` cold runs: before each,
     `flush_caches()` evicts the caches and the input is written again.
@@ -732,6 +736,8 @@ def time_runners(timers, warmup, runs, cold=False, rounds=5):
             run = timer.run
             for mode in ("", "cold_") if flag else ("",):
                 wall, cpu = record[(mode, "")], record[(mode, "cpu_")]
+                if rewarm and not mode and count:
+                    run()
                 for _ in range(count):
                     if mode:
                         flush_caches()
