@@ -604,6 +604,7 @@ def _check_file_content(data):
         calibration = table.get("calibration", {})
         if not isinstance(calibration, dict) or not all(
             isinstance(c, dict) and _finite(c.get("intercept_ms"), lambda v: True)
+            and _finite(c.get("scale", 1.0), lambda v: v > 0)
             for c in calibration.values()
         ):
             raise ValueError(f"table {fp_key!r} has a malformed 'calibration' object")
@@ -833,11 +834,11 @@ class LatencyPrediction:
     """A whole model's predicted latency and its terms.
 
     Attributes:
-        total_ms: `overhead_ms + sum(max(component_ms - overhead_ms, 0))
-            + intercept_ms`.
+        total_ms: `scale x (overhead_ms + sum(max(component_ms -
+            overhead_ms, 0))) + intercept_ms`.
         overhead_ms: the measured fixed per-invoke cost, counted once.
-        intercept_ms: the calibrated whole-model correction
-            (`LatencyTable.calibrate`), 0 when the table is not calibrated.
+        intercept_ms, scale: the calibrated whole-model correction
+            (`LatencyTable.calibrate`); 0 and 1 when not calibrated.
         components: tuple of `(config_key, ms)` as measured alone (each
             includes one overhead).
         statistic: `"median"` or `"min"`.
@@ -854,14 +855,15 @@ class LatencyPrediction:
     cache: str = "mixed"
     fingerprint: dict = dataclasses.field(default_factory=dict, repr=False)
     intercept_ms: float = 0.0
+    scale: float = 1.0
 
     def __str__(self):
         lines = [
             f"Predicted latency {self.total_ms:.3f} ms ({self.clock} clock, {self.cache} cache, "
             f"{self.statistic} of each component, {len(self.components)} components, "
             "fixed overhead "
-            f"{self.overhead_ms:.3f} ms counted once, calibrated intercept "
-            f"{self.intercept_ms:+.3f} ms)"
+            f"{self.overhead_ms:.3f} ms counted once, calibrated scale {self.scale:.3f} "
+            f"and intercept {self.intercept_ms:+.3f} ms)"
         ]
         lines += [f"  {ms:8.3f} ms  {key}" for key, ms in self.components]
         return "\n".join(lines)
@@ -911,8 +913,9 @@ class LatencyTable:
             (`benchmarks/bench_latency_table.py` compares all three).
             All three come from the same stored measurements.
             Defaults to `"mixed"`.
-        calibrated: add the whole-model intercept stored by `calibrate(...)`
-            for this clock, cache mode and statistic (none stored: 0).
+        calibrated: apply the whole-model scale or intercept stored by
+            `calibrate(...)` for this clock, cache mode and statistic (none
+            stored: none applied).
             Defaults to `True`.
         verbose: print one line per measured component. Defaults to `False`.
 
@@ -1123,18 +1126,26 @@ class LatencyTable:
             return 0.0
         return float(self.calibration.get(self.calibration_key, {}).get("intercept_ms", 0.0))
 
-    def calibrate(self, measurements):
-        """Fits and stores the whole-model intercept from measured whole models.
+    @property
+    def scale(self):
+        """The stored whole-model scale for this table's settings (1 if none / off)."""
+        if not self.calibrated:
+            return 1.0
+        return float(self.calibration.get(self.calibration_key, {}).get("scale", 1.0))
 
-        A whole model differs from the sum of its components by a roughly
-        constant amount (see `benchmarks/bench_latency_table.py`): the sum
-        already counts the per-invoke overhead once, but not, e.g., the
-        model's own input copy and the work XNNPACK does between ops that
-        are not inside any one component. A couple of end-to-end
-        measurements fix that constant: the intercept is the median of
-        `measured - uncalibrated prediction`. It is stored in the file (per
-        clock, cache mode and statistic) and added to every prediction of
-        tables opened with `calibrated=True`.
+    def calibrate(self, measurements, kind="scale"):
+        """Fits and stores a whole-model correction from measured whole models.
+
+        The sum of separately timed components can differ from the whole
+        model systematically (see `benchmarks/bench_latency_table.py` for
+        the causes and the measurements): a fixed per-model amount
+        (`kind="intercept"`: the median of `measured - prediction`) or a
+        proportional one (`kind="scale"`: the median of `measured /
+        prediction`), e.g. when every component pays cold instruction
+        caches and branch predictors that a whole model warms once. A
+        couple of end-to-end measurements fix it. It is stored in the file
+        (per clock, cache mode and statistic) and applied to every
+        prediction of tables opened with `calibrated=True`.
 
         Args:
             measurements: a non-empty list of `(configs, measured_ms)`:
@@ -1142,10 +1153,15 @@ class LatencyTable:
                 its measured latency on this table's clock and statistic
                 (e.g. `measure_tflite(model)["cpu_median_ms"]` for
                 `clock="cpu"`).
+            kind: `"scale"` or `"intercept"`. Defaults to `"scale"`.
 
         Returns:
-            The intercept in milliseconds.
+            The fitted scale (a ratio) or intercept (milliseconds).
         """
+        if kind not in ("scale", "intercept"):
+            raise ValueError(
+                f"`kind` must be 'scale' or 'intercept'. Received: kind={kind!r}"
+            )
         measurements = list(measurements)
         if not measurements:
             raise ValueError(
@@ -1172,10 +1188,18 @@ class LatencyTable:
                 self.calibrated = calibrated
             points.append({"raw_predicted_ms": raw, "measured_ms": float(measured),
                            "first": self._key(list(configs)[0])})
-        intercept = float(np.median([p["measured_ms"] - p["raw_predicted_ms"] for p in points]))
-        self.calibration[self.calibration_key] = {"intercept_ms": intercept, "points": points}
+        if kind == "intercept":
+            scale = 1.0
+            value = intercept = float(
+                np.median([p["measured_ms"] - p["raw_predicted_ms"] for p in points]))
+        else:
+            intercept = 0.0
+            value = scale = float(
+                np.median([p["measured_ms"] / p["raw_predicted_ms"] for p in points]))
+        self.calibration[self.calibration_key] = {
+            "kind": kind, "intercept_ms": intercept, "scale": scale, "points": points}
         self.save()
-        return intercept
+        return value
 
     # --- Prediction ---
 
@@ -1188,10 +1212,11 @@ class LatencyTable:
         overhead = self.overhead_ms
         components = tuple((c.key, self._stat(c.key)) for c in configs)
         total = overhead + sum(max(ms - overhead, 0.0) for _, ms in components)
-        intercept = self.intercept_ms
+        intercept, scale = self.intercept_ms, self.scale
         return LatencyPrediction(
-            total_ms=float(total + intercept),
+            total_ms=float(scale * total + intercept),
             intercept_ms=intercept,
+            scale=scale,
             overhead_ms=overhead,
             components=components,
             statistic=self.statistic,

@@ -238,12 +238,12 @@ def test_calibrate_intercept(tmp_path):
     raw_large = table.predict_configs(large).total_ms
     assert table.intercept_ms == 0.0
     # Median of (measured - raw): 0.2 and 0.4 -> 0.3.
-    assert table.calibrate([(small, raw_small + 0.2), (large, raw_large + 0.4)]) == (
-        pytest.approx(0.3))
+    assert table.calibrate([(small, raw_small + 0.2), (large, raw_large + 0.4)],
+                           kind="intercept") == pytest.approx(0.3)
     prediction = table.predict_configs(small)
     assert prediction.intercept_ms == pytest.approx(0.3)
     assert prediction.total_ms == pytest.approx(raw_small + 0.3)
-    assert "intercept +0.300 ms" in str(prediction)
+    assert "scale 1.000 and intercept +0.300 ms" in str(prediction)
     # Stored in the file, per clock / cache / statistic; can be switched off.
     assert FakeTable(path, cache="warm").predict_configs(large).total_ms == pytest.approx(
         raw_large + 0.3)
@@ -253,7 +253,15 @@ def test_calibrate_intercept(tmp_path):
     stored = json.loads(path.read_text())["tables"][fingerprint_key(table.fingerprint)]
     assert stored["calibration"]["wall/warm/median"]["intercept_ms"] == pytest.approx(0.3)
     # Re-calibrating is not compounded by the stored intercept.
-    assert table.calibrate([(small, raw_small + 0.1)]) == pytest.approx(0.1)
+    assert table.calibrate([(small, raw_small + 0.1)], kind="intercept") == pytest.approx(0.1)
+    # Scale (the default kind): median of measured / predicted, 1.1 and 1.3 -> 1.2.
+    assert table.calibrate([(small, 1.1 * raw_small), (large, 1.3 * raw_large)]) == (
+        pytest.approx(1.2))
+    prediction = FakeTable(path, cache="warm").predict_configs(large)
+    assert (prediction.scale, prediction.intercept_ms) == (pytest.approx(1.2), 0.0)
+    assert prediction.total_ms == pytest.approx(1.2 * raw_large)
+    with pytest.raises(ValueError, match="`kind` must be"):
+        table.calibrate([(small, 1.0)], kind="offset")
     with pytest.raises(ValueError, match="non-empty"):
         table.calibrate([])
     with pytest.raises(ValueError, match="measured_ms"):
