@@ -117,7 +117,7 @@ def main(argv=None):
         final_finetune_steps=args.final_steps,
         batch_size=args.batch_size,
         proposal_kinds=tuple(args.kinds),
-        calibrate=not args.smoke,
+        calibrate=True,
         run_eagerly=args.smoke,
         seed=args.seed,
     )

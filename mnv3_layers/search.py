@@ -28,7 +28,8 @@ some alpha), and, until the predicted latency meets the target, repeats:
    current model (with its fine-tuned weights).
 
 When the table says the target is met, the current model is converted and
-measured end to end; if it is still above `target_ms x (1 +
+measured end to end (with `target_ratio`: interleaved with the starting
+model, and their ratio is what counts); if it is still above `target_ms x (1 +
 latency_tolerance)`, the ratio measured / predicted becomes the new
 calibration and the search goes on. Then the result is fine-tuned
 `final_finetune_steps` steps, evaluated, measured and saved.
@@ -82,8 +83,12 @@ from mnv3_layers.block_spec import (
 )
 from mnv3_layers.latency_table import (
     LatencyTable,
+    TFLiteTimer,
+    _batch_one,
+    convert_float_tflite,
     measure_tflite,
     model_configs,
+    time_runners,
     write_json_atomic,
 )
 
@@ -681,7 +686,10 @@ class SearchResult:
             when calibrated).
         floor_ms: predicted latency of the smallest reachable table.
         start_latency_ms, final_latency_ms: measured end to end (`None` when
-            `calibrate=False`).
+            `calibrate=False`). With `target_ratio`, the result is timed
+            interleaved with the starting model and `final_latency_ms` is
+            `start_latency_ms x` their ratio, so background load that
+            changed since the start does not count.
         start_predicted_ms, final_predicted_ms: calibrated table predictions.
         start_accuracy: validation accuracy of the starting model.
         search_accuracy: validation accuracy at the end of the search,
@@ -785,8 +793,20 @@ class _Latency:
             model, warmup=self.table.warmup, runs=self.table.runs,
             num_threads=self.table.num_threads,
         )
+        return float(stats[self._stat_key])
+
+    @property
+    def _stat_key(self):
         prefix = "cpu_" if self.table.clock == "cpu" else ""
-        return float(stats[f"{prefix}{self.table.statistic}_ms"])
+        return f"{prefix}{self.table.statistic}_ms"
+
+    def measure_pair(self, reference, model):
+        """Both models' latency, timed interleaved (one run each per round)."""
+        timers = [TFLiteTimer(convert_float_tflite(_batch_one(m)), self.table.num_threads)
+                  for m in (reference, model)]
+        stats = time_runners(timers, self.table.warmup, self.table.runs,
+                             rounds=self.table.runs)
+        return float(stats[0][self._stat_key]), float(stats[1][self._stat_key])
 
 
 def _size_proposal(spec, proposal, latency, current_ms, required_ms, structure):
@@ -1081,6 +1101,23 @@ def netadapt_search(
         compile_model(model)
         return model
 
+    def measure_now(model):
+        """Measured latency of `model` for comparison with the target.
+
+        With `target_ratio`, the starting model is timed again, interleaved
+        with `model`, and the ratio of the two is applied to the starting
+        model's first measurement: on a machine with changing background
+        load, the ratio is what the target means, and two measurements
+        minutes apart are not comparable.
+        """
+        if target_ratio is None:
+            return latency.measure(model), {}
+        reference = build(start_spec, path("start.weights.h5"))
+        start_now, model_now = latency.measure_pair(reference, model)
+        del reference
+        measured = state["start"]["measured_ms"] * model_now / start_now
+        return measured, {"start_measured_now_ms": start_now, "measured_now_ms": model_now}
+
     def save_state(new_state):
         new_state["log_lines"] = log.count
         write_json_atomic(state_path, new_state)
@@ -1144,11 +1181,11 @@ def netadapt_search(
             if not calibrate:
                 break
             model = build(spec, path(state["weights"]))
-            measured = latency.measure(model)
+            measured, detail = measure_now(model)
             del model
             log.write({"event": "verify", "iteration": state["iteration"],
                        "predicted_ms": current_ms, "measured_ms": measured,
-                       "target_ms": target})
+                       "target_ms": target, **detail})
             say(f"verify: predicted {current_ms:.3f} ms, measured {measured:.3f} ms, "
                 f"target {target:.3f} ms")
             if measured <= target * (1 + latency_tolerance):
@@ -1243,7 +1280,7 @@ def netadapt_search(
         train(model, final_finetune_steps, seed + 7)
         final_accuracy = evaluate(model)
         final_predicted = latency(spec)
-        final_measured = latency.measure(model) if calibrate else None
+        final_measured, final_detail = measure_now(model) if calibrate else (None, {})
         reached = (final_predicted <= target) if not calibrate else (
             final_measured <= target * (1 + latency_tolerance))
         write_json_atomic(path(ARCHITECTURE_FILE), architecture_to_dict(spec))
@@ -1258,7 +1295,8 @@ def netadapt_search(
             "search_accuracy": search_accuracy, "final_accuracy": final_accuracy,
             "iterations": state["iteration"], "reached": bool(reached),
         }
-        log.write({"event": "final", "iteration": state["iteration"], **result_fields})
+        log.write({"event": "final", "iteration": state["iteration"], **result_fields,
+                   **final_detail})
         write_json_atomic(path(RESULT_FILE), {
             **result_fields, "architecture": architecture_to_dict(spec),
             "history": state["history"],

@@ -370,6 +370,14 @@ def test_latency_search_example_smoke(tmp_path):
     spec.loader.exec_module(module)
     report = module.main(["--smoke", "--output", str(tmp_path)])
     assert report["reload_max_abs_diff"] == 0.0
+    # Calibrated: the starting model and the result measured end to end.
+    assert report["start_latency_ms"] > 0 and report["final_latency_ms"] > 0
+    log = read_log(tmp_path / "search_log.jsonl")
+    final = [r for r in log if r["event"] == "final"]
+    assert len(final) == 1 and final[0]["start_measured_now_ms"] > 0
+    assert final[0]["final_latency_ms"] == pytest.approx(
+        report["start_latency_ms"] * final[0]["measured_now_ms"]
+        / final[0]["start_measured_now_ms"])
     assert report["iterations"] >= 1
     assert report["final_predicted_ms"] < report["start_predicted_ms"]
     assert report["backbone_output_shape"][-1] == report["architecture"]["last_stage"]["exp_size"]
