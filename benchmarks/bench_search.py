@@ -87,6 +87,10 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=int, default=30, help="timed runs per measurement")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="latency clock of the table and the verdict")
+    parser.add_argument("--cache", choices=("warm", "mixed", "cold"), default="warm",
+                        help="table cache mode: at 64-96 px the whole model's weights stay "
+                             "in cache between inferences, so warm (mixed assumes a head "
+                             "whose weights the rest of the network evicts, as at 224 px)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -109,7 +113,7 @@ def main(argv=None):
                                      seed=args.seed + 1)
     test = make_shapes_classification(max(args.num_images // 2, 30), image_size=size,
                                       seed=args.seed + 2)
-    table = LatencyTable(args.table, runs=args.runs, clock=args.clock)
+    table = LatencyTable(args.table, runs=args.runs, clock=args.clock, cache=args.cache)
     result = netadapt_search(
         train, args.output, validation_data=val, target_ratio=TARGET_RATIO,
         variant=args.variant, alpha=args.alpha, latency_table=table,
