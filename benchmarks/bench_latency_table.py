@@ -291,7 +291,7 @@ def analyze(raw, args):
             f" | {measured(n, 'wall'):9.3f} {measured(n, 'cpu'):9.3f}"
             + ("  (calibration)" if n in calib else ""))
     log("")
-    log("every clock x cache mode (held out = variants not used for the intercept):")
+    log("every clock x cache mode (held out = variants not used for the calibration):")
     summary = {}
     for c in combos:
         errs = [predicted[(n, c)] / measured(n, c[0]) - 1 for n in names]
@@ -312,7 +312,7 @@ def analyze(raw, args):
     errs, cal_errs = summary[combo]
     verdict = all(abs(e) <= TOLERANCE for e in errs)
     log(f"goal (every prediction within +-10 %, {clock} clock, {cache} cache, no "
-        f"intercept): {'MET' if verdict else 'NOT MET'}")
+        f"calibration): {'MET' if verdict else 'NOT MET'}")
     if cal_errs:
         log(f"with the {kind} fitted on {calib}: every held-out prediction within "
             f"+-10 %: {'yes' if all(abs(e) <= TOLERANCE for e in cal_errs) else 'no'}")
