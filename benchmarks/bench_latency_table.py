@@ -60,11 +60,12 @@ the others held out; the verdict line uses the uncalibrated predictions.
 Measured on the shared 2-core machine where this was written (load
 average 7-10, so only the CPU clock means anything): with the finest
 interleaving (`--rounds 0`) and a re-warm run per round, the raw sum
-over-predicted every variant by +11 to +22 % (a proportional error), and
-the scale fitted on two variants put all 10 held-out variants within
-+-10 % (max 6 %); an intercept made them worse (a negative intercept
-of about -1.1 ms wrecks the small models). With 5 rounds and no re-warm
-the errors had both signs (max 18 %), i.e. noise that no calibration fixes.
+over-predicted every variant by +11 to +26 % in two runs (a proportional
+error), and the scale fitted on two variants put all 10 held-out variants
+within +-10 % in both (max 6.0 % and 9.1 %); an intercept made them worse
+(a negative intercept of about -1 ms wrecks the small models). With 5
+rounds and no re-warm the errors had both signs (max 18-25 %), i.e. noise
+that no calibration fixes.
 
 Usage:
 
