@@ -898,7 +898,10 @@ def netadapt_search(
             (`flatten_architecture`). Defaults to `1.0`, `False`.
         num_classes: classifier width; inferred from the labels when `None`.
         latency_table: a `LatencyTable`, a path to its cache file, or `None`
-            (`LatencyTable()` at its default path).
+            (`LatencyTable()` at its default path). For small inputs (say
+            <= 96 px), where the whole model's weights stay in cache between
+            inferences, use `cache="warm"`: the default `"mixed"` times the
+            head cold and then over-rates cuts that touch the head.
         delta_ratio: each iteration cuts at least this fraction of the
             current latency (less on the last one, to land on the target).
             Defaults to `0.05`.
