@@ -26,7 +26,7 @@ search or reuses a finished one (`--fresh` starts over).
 
 Usage:
 
-    python benchmarks/bench_search.py                       # ~10 min on 2 busy cores
+    python benchmarks/bench_search.py                       # ~20 min on 2 busy cores
     python benchmarks/bench_search.py --clock wall --fresh  # on a quiet machine
     python benchmarks/bench_search.py --pretrain-steps 200 --finetune-steps 10 --final-steps 150
 """
@@ -77,11 +77,11 @@ def parse_args(argv=None):
     parser.add_argument("--variant", default="small", choices=("small", "large"))
     parser.add_argument("--alpha", type=float, default=0.75)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--num-images", type=int, default=800)
-    parser.add_argument("--pretrain-steps", type=int, default=300)
-    parser.add_argument("--finetune-steps", type=int, default=5)
+    parser.add_argument("--num-images", type=int, default=600)
+    parser.add_argument("--pretrain-steps", type=int, default=200)
+    parser.add_argument("--finetune-steps", type=int, default=3)
     parser.add_argument("--final-steps", type=int, default=200)
-    parser.add_argument("--delta", type=float, default=0.1)
+    parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--runs", type=int, default=30, help="timed runs per measurement")
