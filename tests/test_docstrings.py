@@ -21,6 +21,8 @@ MODULES = [
     "mnv3_layers.latency_table",
     "mnv3_layers.search",
     "mnv3_layers.plotting",
+    "mnv3_layers.training",
+    "mnv3_layers.cli",
     "mnv3_layers.applications.ssdlite",
     "mnv3_layers.applications.mobilenet_v3",
     "mnv3_layers.applications.backbone",
