@@ -515,3 +515,29 @@ def test_mirrored_strategy_matches_a_single_device(tmp_path):
         assert moved > 1e-3, (name, moved)
         assert diff <= 1e-5 + 1e-4 * moved, (name, diff, moved)
     assert report["backbone_diff"] <= 1e-5
+
+
+@pytest.mark.slow
+def test_qat_epochs_export_an_int8_model_from_the_qat_model(tmp_path):
+    """`--qat-epochs 1 --export int8,dynamic`: QAT after the float epoch, int8 from the QAT model."""
+    from mnv3_layers.quantization import inspect_tflite
+
+    data = tmp_path / "data"
+    training.write_shapes_folder(str(data), 12, 32, seed=0)
+    out = tmp_path / "run"
+    config = TrainConfig(data=str(data), out=str(out), weights="none", image_size=32,
+                         alpha=0.35, epochs=1, batch_size=4, augment="none", qat_epochs=1,
+                         export=("int8", "dynamic"), run_eagerly=True)
+    metrics = training.train(config, log=lambda *args: None)
+    assert metrics["epochs_completed"] == 2  # 1 float + 1 QAT epoch
+    assert 0.0 <= metrics["qat_val_accuracy"] <= 1.0
+    assert (out / "model_qat.keras").is_file() and (out / "model.keras").is_file()
+    int8 = metrics["exports"]["int8"]
+    assert int8["source"] == "QAT model" and int8["bytes"] == os.path.getsize(int8["path"])
+    report = inspect_tflite(int8["path"])
+    assert report.float_ops == () and report.stray_quantize_pairs == ()
+    assert report.op_histogram["HARD_SWISH"] > 0
+    dynamic = metrics["exports"]["dynamic"]
+    assert dynamic["source"] == "float model" and os.path.isfile(dynamic["path"])
+    # The dynamic-range file keeps float activations: its compute ops are float.
+    assert inspect_tflite(dynamic["path"]).float_ops
