@@ -37,10 +37,7 @@ from mnv3_layers.applications.mobilenet_v3 import (
     check_input_shape,
 )
 from mnv3_layers.block_spec import (
-    ArchitectureSpec,
-    BlockSpec,
-    LastStageSpec,
-    StemSpec,
+    architecture_from_dict,
     get_architecture,
     resolve_architecture,
     tail_start_index,
@@ -89,18 +86,7 @@ def _check_bool(name, value):
 def _spec_from_variant(variant):
     """`"large"`, `"small"`, an `ArchitectureSpec` or its `get_config` dict -> spec."""
     if isinstance(variant, dict):
-        try:
-            return ArchitectureSpec(
-                name=variant["name"],
-                stem=StemSpec(**variant["stem"]),
-                blocks=tuple(BlockSpec.from_dict(dict(row)) for row in variant["blocks"]),
-                last_stage=LastStageSpec(**variant["last_stage"]),
-            )
-        except (KeyError, TypeError) as error:
-            raise ValueError(
-                "`variant` given as a dict must have the keys 'name', 'stem', "
-                f"'blocks' and 'last_stage' ({error}). Received: variant={variant!r}"
-            ) from error
+        return architecture_from_dict(variant, argument="variant")
     if isinstance(variant, str) and variant != variant.lower():
         variant_lower = variant.lower()
         if variant_lower in ("large", "small"):

@@ -121,6 +121,47 @@ class ArchitectureSpec:
             )
 
 
+def architecture_to_dict(spec):
+    """The JSON-ready dict form of an `ArchitectureSpec` (keys `name`, `stem`, `blocks`, `last_stage`)."""
+    if not isinstance(spec, ArchitectureSpec):
+        raise TypeError(
+            f"`spec` must be an ArchitectureSpec. Received: spec of type {type(spec).__name__}"
+        )
+    return {
+        "name": spec.name,
+        "stem": dataclasses.asdict(spec.stem),
+        "blocks": [row.to_dict() for row in spec.blocks],
+        "last_stage": dataclasses.asdict(spec.last_stage),
+    }
+
+
+def architecture_from_dict(data, argument="architecture"):
+    """Inverse of `architecture_to_dict`.
+
+    Raises:
+        TypeError: `data` is not a dict.
+        ValueError: a key is missing or a row has unknown fields; the message
+            names `argument` and shows the received value.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(
+            f"`{argument}` must be a dict with the keys 'name', 'stem', 'blocks' and "
+            f"'last_stage'. Received: {argument}={data!r}"
+        )
+    try:
+        return ArchitectureSpec(
+            name=data["name"],
+            stem=StemSpec(**data["stem"]),
+            blocks=tuple(BlockSpec.from_dict(dict(row)) for row in data["blocks"]),
+            last_stage=LastStageSpec(**data["last_stage"]),
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"`{argument}` given as a dict must have the keys 'name', 'stem', 'blocks' "
+            f"and 'last_stage' ({error}). Received: {argument}={data!r}"
+        ) from error
+
+
 # Paper Table 1: MobileNetV3-Large (input 224x224x3).
 #           kernel exp  out  SE     NL  stride
 LARGE = ArchitectureSpec(

@@ -1,10 +1,11 @@
 """Atomic file writes: a reader never sees a half-written file.
 
-Every file the package writes (models, reports, tables, checkpoints) goes
-through `atomic_write`: the content is written to a temporary file in the
-destination's folder, then renamed over the destination with `os.replace`
-(atomic on POSIX and Windows within one file system). On any error the
-temporary file is removed and the destination is left as it was.
+Every file the package writes (models, reports, tables, checkpoints, TFLite
+files) goes through `atomic_write`: the content is written to a temporary
+file in the destination's folder, flushed to disk, then renamed over the
+destination with `os.replace` (atomic on POSIX and Windows within one file
+system). On any error the temporary file is removed and the destination is
+left as it was.
 """
 
 import json
@@ -12,27 +13,38 @@ import os
 import tempfile
 
 
-def atomic_write(path, write, suffix=None):
+def _fsync(path):
+    with open(path, "rb") as stream:
+        os.fsync(stream.fileno())
+
+
+def atomic_write(path, write, suffix=None, makedirs=False):
     """Writes `path` atomically through `write(temp_path)`.
 
     Args:
-        path: destination file. Its folder must exist.
-        write: callable taking a temporary path (in the same folder) and
-            writing the full content there, e.g. `model.save`.
+        path: destination file.
+        write: callable taking a temporary path (in the same folder, not yet
+            existing) and writing the full content there, e.g. `model.save`.
         suffix: suffix of the temporary file. Defaults to `path`'s extension
-            (some writers, like `keras.Model.save`, check it).
+            (some writers, like `keras.Model.save`, check it); use
+            `".weights.h5"` for `save_weights`.
+        makedirs: create `path`'s folder if it does not exist.
 
     Returns:
         `path`.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if makedirs:
+        os.makedirs(folder, exist_ok=True)
     if suffix is None:
         suffix = os.path.splitext(path)[1]
     handle, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(handle)
+    os.remove(temp)  # some writers (h5py) refuse or mishandle an existing file
     try:
         write(temp)
+        _fsync(temp)
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
@@ -41,15 +53,29 @@ def atomic_write(path, write, suffix=None):
     return path
 
 
-def write_json_atomic(path, data, indent=2):
-    """Writes `data` as JSON to `path` atomically; returns `path`."""
+def write_bytes_atomic(path, content, makedirs=False):
+    """Writes `content` (bytes) to `path` atomically; returns `path`."""
+
+    def write(temp):
+        with open(temp, "wb") as stream:
+            stream.write(content)
+
+    return atomic_write(path, write, makedirs=makedirs)
+
+
+def write_json_atomic(path, data, indent=2, sort_keys=False, default=None, makedirs=False):
+    """Writes `data` as JSON to `path` atomically; returns `path`.
+
+    `indent`, `sort_keys` and `default` are passed to `json.dump`. Data that
+    cannot be serialized raises before the destination is touched.
+    """
 
     def write(temp):
         with open(temp, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=indent)
+            json.dump(data, stream, indent=indent, sort_keys=sort_keys, default=default)
             stream.write("\n")
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, makedirs=makedirs)
 
 
 def save_model_atomic(model, path):

@@ -82,13 +82,13 @@ import math
 import numbers
 import os
 import platform
-import tempfile
 import time
 import warnings
 
 import numpy as np
 
 from mnv3_layers import latency as latency_lib
+from mnv3_layers import files
 from mnv3_layers._validation import ACTIVATIONS, check_positive_int
 from mnv3_layers.block_spec import get_architecture, resolve_architecture
 
@@ -565,19 +565,7 @@ def default_table_path():
 
 def write_json_atomic(path, data):
     """Writes `data` as JSON to a temporary file next to `path`, then `os.replace`s it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    files.write_json_atomic(path, data, indent=1, sort_keys=True, makedirs=True)
 
 
 def _finite(value, low_ok):

@@ -73,6 +73,8 @@ import warnings
 import numpy as np
 
 from mnv3_layers._validation import check_fraction, check_positive_int
+from mnv3_layers import block_spec
+from mnv3_layers.files import save_model_atomic
 from mnv3_layers.block_spec import (
     ArchitectureSpec,
     BlockSpec,
@@ -121,36 +123,12 @@ def architecture_to_dict(spec):
     (['blocks', 'last_stage', 'name', 'stem'], {'kernel_size': 3, 'exp_size': 16, \
 'filters': 16, 'se': True, 'activation': 'relu', 'strides': 2})
     """
-    if not isinstance(spec, ArchitectureSpec):
-        raise TypeError(
-            f"`spec` must be an ArchitectureSpec. Received: spec of type {type(spec).__name__}"
-        )
-    return {
-        "name": spec.name,
-        "stem": dataclasses.asdict(spec.stem),
-        "blocks": [row.to_dict() for row in spec.blocks],
-        "last_stage": dataclasses.asdict(spec.last_stage),
-    }
+    return block_spec.architecture_to_dict(spec)
 
 
 def architecture_from_dict(data):
     """Inverse of `architecture_to_dict`; raises ValueError on a malformed dict."""
-    if not isinstance(data, dict):
-        raise TypeError(
-            f"An architecture must be a dict. Received: {type(data).__name__}"
-        )
-    try:
-        return ArchitectureSpec(
-            name=data["name"],
-            stem=StemSpec(**data["stem"]),
-            blocks=tuple(BlockSpec.from_dict(dict(row)) for row in data["blocks"]),
-            last_stage=LastStageSpec(**data["last_stage"]),
-        )
-    except (KeyError, TypeError) as error:
-        raise ValueError(
-            "An architecture dict must have the keys 'name', 'stem', 'blocks' and "
-            f"'last_stage' ({error}). Received: {data!r}"
-        ) from error
+    return block_spec.architecture_from_dict(data)
 
 
 def load_architecture(path):
@@ -625,16 +603,7 @@ def _save_weights_atomic(model, path):
 
 
 def _save_model_atomic(model, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
-        model.save(tmp, overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    save_model_atomic(model, path)
 
 
 def _json_default(value):

@@ -62,6 +62,7 @@ import numpy as np
 
 from mnv3_layers._validation import check_fraction, check_positive_int
 from mnv3_layers.efficient_last_stage import EfficientLastStage
+from mnv3_layers.files import atomic_write, save_model_atomic, write_json_atomic
 
 # === Constants ===
 
@@ -394,46 +395,7 @@ class TrainConfig:
         return config
 
 
-# === Atomic files ===
-
-
-def _fsync_file(path):
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def write_json_atomic(path, obj):
-    """Writes `obj` as JSON to `path` through a temporary file and `os.replace`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def save_model_atomic(model, path):
-    """Saves a Keras model to `path` (`.keras`) through a temporary file and `os.replace`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+# === JSON files (written atomically with mnv3_layers.files) ===
 
 
 def _read_json(path):
@@ -1277,17 +1239,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return
         os.makedirs(self.directory, exist_ok=True)
         name = f"epoch-{epoch + 1:04d}-{self.phase}.weights.h5"
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=self.directory)
-        os.close(fd)
-        os.remove(tmp)  # h5py creates the file itself
-        try:
-            self.model.save_weights(tmp)
-            _fsync_file(tmp)
-            os.replace(tmp, os.path.join(self.directory, name))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(os.path.join(self.directory, name), self.model.save_weights,
+                     suffix=".weights.h5")
         write_json_atomic(
             os.path.join(self.directory, STATE_FILE),
             {"epoch": epoch + 1, "phase": self.phase, "weights": name,

@@ -29,11 +29,11 @@ import io
 import numbers
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
 
+from mnv3_layers.files import write_bytes_atomic
 from mnv3_layers.latency import check_input_shape
 
 QUANTIZATION_MODES = (None, "dynamic", "int8")
@@ -87,21 +87,7 @@ def check_output_path(path, suffix=".tflite"):
 
 def write_atomically(path, content):
     """Writes `content` (bytes) to `path` via a temporary file and `os.replace`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, content)
 
 
 # === Models ===

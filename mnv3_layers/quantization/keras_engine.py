@@ -570,8 +570,27 @@ class QuantActivation(_QuantLayer):
         return tuple(input_shape)
 
 
+class _QuantElementwise(_QuantLayer):
+    """Element-wise merge of its inputs (`_combine`), then the output quantizer."""
+
+    _combine = None  # ops.add or ops.multiply
+
+    def build(self, input_shape):
+        self._build_quantizers(_broadcast_shape(input_shape))
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        y = ops.cast(inputs[0], "float32")
+        for x in inputs[1:]:
+            y = type(self)._combine(y, ops.cast(x, "float32"))
+        return self._activate(y, training)
+
+    def compute_output_shape(self, input_shape):
+        return _broadcast_shape(input_shape)
+
+
 @register
-class QuantAdd(_QuantLayer):
+class QuantAdd(_QuantElementwise):
     """QAT element-wise sum of its inputs, with an optional fused activation.
 
     Args:
@@ -579,22 +598,11 @@ class QuantAdd(_QuantLayer):
         **kwargs: base layer arguments.
     """
 
-    def build(self, input_shape):
-        self._build_quantizers(_broadcast_shape(input_shape))
-        super().build(input_shape)
-
-    def call(self, inputs, training=None):
-        y = ops.cast(inputs[0], "float32")
-        for x in inputs[1:]:
-            y = ops.add(y, ops.cast(x, "float32"))
-        return self._activate(y, training)
-
-    def compute_output_shape(self, input_shape):
-        return _broadcast_shape(input_shape)
+    _combine = ops.add
 
 
 @register
-class QuantMultiply(_QuantLayer):
+class QuantMultiply(_QuantElementwise):
     """QAT element-wise product of its inputs (e.g. the SE scaling).
 
     Args:
@@ -602,18 +610,7 @@ class QuantMultiply(_QuantLayer):
         **kwargs: base layer arguments.
     """
 
-    def build(self, input_shape):
-        self._build_quantizers(_broadcast_shape(input_shape))
-        super().build(input_shape)
-
-    def call(self, inputs, training=None):
-        y = ops.cast(inputs[0], "float32")
-        for x in inputs[1:]:
-            y = ops.multiply(y, ops.cast(x, "float32"))
-        return self._activate(y, training)
-
-    def compute_output_shape(self, input_shape):
-        return _broadcast_shape(input_shape)
+    _combine = ops.multiply
 
 
 @register
