@@ -504,6 +504,7 @@ def test_mirrored_strategy_matches_a_single_device(tmp_path):
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-4000:]
     report = json.loads(lines[-1][len("RESULT "):])
+    print("mirrored vs single device:", json.dumps(report))  # shown with pytest -s / -rP
     assert report["replicas"] == [1, 2]
     assert report["global_batch"] == [8, 8]
     assert report["iterations"] == [2, 2]
