@@ -24,9 +24,17 @@ Protocol:
 The search state lives in `--output`: rerunning continues an interrupted
 search or reuses a finished one (`--fresh` starts over).
 
+Defaults: 2000 training images, 700 pre-training steps, 3 fine-tune steps
+per proposal, 300 final steps, delta 0.05. With 600 images and 200 steps
+the models overfit and the test accuracies sat near chance (~0.39), which
+makes the accuracy check meaningless. Measured with these defaults on 2
+idle cores (743 s): latency 0.241 -> 0.171 ms (CPU clock; result / target
+0.888), test accuracy 0.925 -> 0.988, vs 0.983 for the starting model
+trained the same 300 extra steps.
+
 Usage:
 
-    python benchmarks/bench_search.py                       # ~20 min on 2 busy cores
+    python benchmarks/bench_search.py                       # ~13 min on 2 idle cores
     python benchmarks/bench_search.py --clock wall --fresh  # on a quiet machine
     python benchmarks/bench_search.py --pretrain-steps 200 --finetune-steps 10 --final-steps 150
 """
@@ -77,10 +85,10 @@ def parse_args(argv=None):
     parser.add_argument("--variant", default="small", choices=("small", "large"))
     parser.add_argument("--alpha", type=float, default=0.75)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--num-images", type=int, default=600)
-    parser.add_argument("--pretrain-steps", type=int, default=200)
+    parser.add_argument("--num-images", type=int, default=2000)
+    parser.add_argument("--pretrain-steps", type=int, default=700)
     parser.add_argument("--finetune-steps", type=int, default=3)
-    parser.add_argument("--final-steps", type=int, default=200)
+    parser.add_argument("--final-steps", type=int, default=300)
     parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
