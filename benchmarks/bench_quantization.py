@@ -1,7 +1,8 @@
 """Side-by-side benchmark of quantization-aware training and int8 export.
 
 Measures, in one run, for MobileNetV3-Large or -Small (alpha 1.0, 224x224,
-random weights by default), and prints three ratios with their targets:
+the same random float weights in ours and in keras.applications), and
+prints three ratios with their targets:
 
 1. QAT train step: Keras-engine QAT model / tfmot-engine QAT model of the
    same float model (`train_on_batch`, same batch, SGD), interleaved round
@@ -11,6 +12,13 @@ random weights by default), and prints three ratios with their targets:
 3. Latency: our int8 export / `keras.applications` MobileNetV3
    post-training int8 (both through `export_tflite`, int8 input and output,
    batch 1, one thread, LiteRT interpreter), interleaved. Target <= 1.00.
+
+It also prints, per int8 file, the weight tensors whose channels were
+quantized to all zeros (`inspect_tflite(...).zeroed_weights`): with random
+weights, keras.applications' post-training int8 loses the SE gate
+convolutions of the late blocks that way (their squeezed inputs are tiny
+next to the gate's +3 bias), which also makes its file smaller (identical
+all-zero buffers are stored once).
 
 It also prints the int8 vs float latency of our own model, the op
 histograms of the int8 exports (ours, keras.applications PTQ and, when the
@@ -43,6 +51,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mnv3_layers import applications as ours_apps  # noqa: E402
+from mnv3_layers.applications.weights import copy_weights_from_keras_applications  # noqa: E402
 from mnv3_layers.latency import prepare  # noqa: E402
 from mnv3_layers.quantization import (  # noqa: E402
     export_tflite,
@@ -167,7 +176,17 @@ def main(argv=None):
     }
     log(f"MobileNetV3-{args.variant.capitalize()} alpha {args.alpha}, {size}x{size}")
 
+    # Both sides start from the same random float weights (keras.applications'
+    # copied into ours), so the int8 files differ only in how they were made.
+    ref = ref_cls(input_shape=shape, alpha=args.alpha, weights=None)
     float_model = ours_cls(input_shape=shape, alpha=args.alpha, weights=None)
+    copy_weights_from_keras_applications(source_model=ref, target_model=float_model)
+    check = np.random.default_rng(3).uniform(0, 255, (2,) + shape).astype("float32")
+    results["float_max_abs_diff_vs_keras_apps"] = float(np.max(np.abs(
+        np.asarray(float_model(check, training=False)) - np.asarray(ref(check, training=False))
+    )))
+    log(f"same float weights as keras.applications: max |ours - ref| = "
+        f"{results['float_max_abs_diff_vs_keras_apps']:.2e}")
 
     # === 1. QAT train step ===
     log("1. QAT train step")
@@ -183,7 +202,6 @@ def main(argv=None):
     }
     export_tflite(float_model, paths["ours_float"])
     export_tflite(qat_keras, paths["ours_int8"], quantization="int8", int8_io=True)
-    ref = ref_cls(input_shape=shape, alpha=args.alpha, weights=None)
     calibration = np.random.default_rng(1).uniform(
         0, 255, (args.calibration_samples,) + shape
     ).astype("float32")
@@ -204,8 +222,13 @@ def main(argv=None):
     reports = {name: inspect_tflite(path) for name, path in paths.items()}
     results["op_histograms"] = {name: r.op_histogram for name, r in reports.items()}
     results["fully_int8"] = {name: r.is_fully_int8 for name, r in reports.items()}
+    results["zeroed_weight_tensors"] = {
+        name: [f"{w['op']}#{w['index']} {w['zero_channels']}/{w['channels']}"
+               for w in r.zeroed_weights] for name, r in reports.items()}
     for name, report in reports.items():
-        log(f"  {name}: {report.num_ops} ops, fully int8: {report.is_fully_int8}")
+        zeroed = report.zeroed_weights
+        log(f"  {name}: {report.num_ops} ops, fully int8: {report.is_fully_int8}, "
+            f"weight tensors with all-zero int8 channels: {len(zeroed)}")
         log("    " + ", ".join(f"{k} {v}" for k, v in report.op_histogram.items()))
 
     # === 3. Latency ===

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import pathlib
 import types
+import warnings
 
 import keras
 import numpy as np
@@ -323,26 +324,61 @@ def test_int8_export_is_fully_integer(qat_export):
     (dense,) = [w for w in report.weights if w["op"] == "FULLY_CONNECTED"]
     assert dense["dtype"] == "int8" and dense["num_scales"] == 1
     assert report.per_channel_weights and report.is_fully_int8
+    assert report.zeroed_weights == ()  # no channel lost to the int32 bias constraint
+    assert all(w["zero_channels"] == 0 for w in report.weights)
     assert report.inputs[0]["dtype"] == "int8" and report.outputs[0]["dtype"] == "int8"
     assert report.outputs[0]["scale"] == pytest.approx(1 / 256)
     assert report.outputs[0]["zero_point"] == -128
     assert "HARD_SWISH" in str(report)
 
 
+def test_int8_export_warns_about_weight_channels_quantized_to_zero(tmp_path):
+    # A conv whose input range is tiny (1e-7 x the input) next to its bias
+    # (50): to fit the int32 bias (scale = input scale x weight scale) the
+    # converter raises the weight scale until every weight rounds to zero.
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.ReLU()(keras.layers.Conv2D(4, 1, name="tiny")(inputs))
+    x = keras.layers.Conv2D(6, 1, name="big_bias")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    rng = np.random.default_rng(0)
+    model.get_layer("tiny").set_weights([np.full((1, 1, 3, 4), 1e-7, "float32"),
+                                         np.zeros(4, "float32")])
+    model.get_layer("big_bias").set_weights([
+        rng.normal(size=(1, 1, 4, 6)).astype("float32"), np.full(6, 50.0, "float32")])
+    path = tmp_path / "zeroed.tflite"
+    with pytest.warns(UserWarning, match=r"1 weight tensor\(s\) with output channels whose "
+                                         r"int8 weights are all zero: CONV_2D#\d+ .*6/6"):
+        export_tflite(model, path, quantization="int8",
+                      representative_data=rng.uniform(0, 1, (8, 8, 8, 3)).astype("float32"))
+    assert path.is_file()  # a warning, not a refusal: the file is written
+    report = inspect_tflite(path)
+    (zeroed,) = report.zeroed_weights
+    assert (zeroed["zero_channels"], zeroed["channels"]) == (6, 6)
+    (healthy,) = [w for w in report.weights if w is not zeroed]
+    assert healthy["zero_channels"] == 0 and healthy["channels"] == 4
+    assert "weights with all-zero int8 channels: 1 tensors" in str(report)
+
+
 @pytest.mark.slow
-def test_qat_and_int8_export_agree(qat, qat_export, data):
+def test_qat_and_int8_export_agree(qat, qat_export):
     path, _ = qat_export
-    _, _, x_test, y_test = data
-    keras_probs = _predict(qat, x_test)
-    tflite_probs, accuracy = evaluate_tflite(path, x_test, y_test, batch_size=16)
-    keras_classes, tflite_classes = keras_probs.argmax(-1), tflite_probs.argmax(-1)
+    x, y = qat_shared.agreement_data()
+    keras_probs = _predict(qat, x)
+    tflite_probs, accuracy = evaluate_tflite(path, x, y, batch_size=20)
+    reference_probs = evaluate_tflite(path, x, batch_size=20, kernels="reference")
+    keras_classes = keras_probs.argmax(-1)
     # A real classifier: every class predicted, well above chance.
-    assert np.bincount(keras_classes, minlength=CLASSES).min() >= 20
-    keras_accuracy = np.mean(keras_classes == y_test)
+    assert np.bincount(keras_classes, minlength=CLASSES).min() >= 100
+    keras_accuracy = np.mean(keras_classes == y)
     assert keras_accuracy >= 0.6
-    agreement = np.mean(keras_classes == tflite_classes)
-    assert agreement >= 0.99, agreement
-    assert accuracy == pytest.approx(keras_accuracy, abs=0.011)
+    agreement = qat_shared.top1_agreement(keras_probs, tflite_probs)
+    kernels = qat_shared.top1_agreement(tflite_probs, reference_probs)
+    print(f"Keras engine: QAT vs int8 (XNNPACK) {agreement:.3f}, "
+          f"XNNPACK vs reference kernels {kernels:.3f}")
+    assert agreement >= qat_shared.MIN_QAT_INT8_AGREEMENT, agreement
+    assert agreement >= kernels - qat_shared.KERNEL_SLACK, (agreement, kernels)
+    # Accuracies differ by at most the disagreeing images, and flips go both ways.
+    assert abs(accuracy - keras_accuracy) <= 1.0 - agreement
     # Outputs are int8 probabilities: on average within a step or two of 1/256.
     assert np.abs(keras_probs - tflite_probs).mean() < 3 / 256
 
@@ -364,10 +400,17 @@ def test_qat_model_keras_round_trip(qat, data, tmp_path):
 @pytest.mark.slow
 def test_post_training_int8_and_dynamic(small, trained, data, tmp_path):
     x, _, x_test, y_test = data
-    path = export_tflite(small, tmp_path / "ptq.tflite", quantization="int8",
-                         representative_data=x[:16])
+    # Untrained weights: the SE squeeze vectors of late blocks are tiny next to
+    # the gate's +3 bias, so the converter zeroes those gate convolutions
+    # (int32 bias constraint) - the export says so and still writes the file.
+    with pytest.warns(UserWarning, match="int8 weights are all zero"):
+        path = export_tflite(small, tmp_path / "ptq.tflite", quantization="int8",
+                             representative_data=x[:16])
     report = inspect_tflite(path)
     assert report.is_fully_int8 and report.per_channel_weights
+    assert report.zeroed_weights
+    assert all("squeeze_excite" in w["tensor"] and "expand" in w["tensor"]
+               and w["zero_channels"] == w["channels"] for w in report.zeroed_weights)
     assert report.op_histogram["HARD_SWISH"] == 19
     # Float input/output: one QUANTIZE at the input, one DEQUANTIZE at the output.
     assert report.op_histogram["QUANTIZE"] == 1 and report.op_histogram["DEQUANTIZE"] == 1
@@ -384,7 +427,17 @@ def test_post_training_int8_and_dynamic(small, trained, data, tmp_path):
     dynamic_probs, _ = evaluate_tflite(dynamic_path, x_test, y_test, batch_size=8)
     agreement = np.mean(dynamic_probs.argmax(-1) == _predict(trained, x_test).argmax(-1))
     assert agreement >= 0.97
-    assert _files(tmp_path) == ["dyn.tflite", "ptq.tflite"]
+    # Post-training int8 of the trained model loses no channel and agrees
+    # with the float model.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*int8 weights are all zero")
+        trained_path = export_tflite(trained, tmp_path / "ptq_trained.tflite",
+                                     quantization="int8", representative_data=x[:64])
+    assert inspect_tflite(trained_path).zeroed_weights == ()
+    ptq_probs, _ = evaluate_tflite(trained_path, x_test, y_test, batch_size=8)
+    agreement = np.mean(ptq_probs.argmax(-1) == _predict(trained, x_test).argmax(-1))
+    assert agreement >= 0.95, agreement
+    assert _files(tmp_path) == ["dyn.tflite", "ptq.tflite", "ptq_trained.tflite"]
 
 
 # === Example ===

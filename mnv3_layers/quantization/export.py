@@ -516,6 +516,25 @@ def convert(model, quantization=None, representative_data=None, int8_io=False,
                 "Nothing was written. For a QAT model this means a fake-quant point is "
                 "missing; for post-training quantization, an op has no int8 kernel."
             )
+        zeroed = report.zeroed_weights
+        if zeroed:
+            names = ", ".join(
+                f"{w['op']}#{w['index']} {w['tensor'].split(';')[0]!r} "
+                f"({w['zero_channels']}/{w['channels']} channels)"
+                for w in zeroed[:4]
+            )
+            warnings.warn(
+                f"The int8 model has {len(zeroed)} weight tensor(s) with output channels "
+                f"whose int8 weights are all zero: {names}"
+                + (", ..." if len(zeroed) > 4 else "") + ". Those channels output only "
+                "their bias. This usually means the op's input range is tiny next to its "
+                "bias (an untrained or dead layer, or calibration data that never excite "
+                "it), so the converter raised the weight scale to fit the int32 bias. "
+                "Check the int8 file's accuracy (`evaluate_tflite`); train the model or "
+                "use representative data like the real inputs.",
+                UserWarning,
+                stacklevel=3,
+            )
     return content
 
 
@@ -569,6 +588,10 @@ def export_tflite(
             written in any of these cases.
         TypeError: `model` is not a Keras 3 or tf_keras model, or bad
             argument types.
+
+    Warns:
+        UserWarning: an `"int8"` file has weight channels quantized to all
+            zeros (`inspect_tflite(path).zeroed_weights`); the file is written.
 
     Example:
 

@@ -3,8 +3,9 @@
 - `inspect_tflite(path)` -> `TFLiteReport`: op histogram, tensor dtype
   histogram, input/output details (with quantization scale and zero point),
   the weights of convolutions and fully-connected ops (dtype, per-channel or
-  per-tensor), float compute ops, and quantize/dequantize ops that sit inside
-  the graph instead of at its input/output boundary.
+  per-tensor, output channels whose int8 weights are all zero), float
+  compute ops, and quantize/dequantize ops that sit inside the graph instead
+  of at its input/output boundary.
 - `evaluate_tflite(path, images, labels)` runs a file on data with the LiteRT
   `Interpreter` (`ai-edge-litert`, extra `litert`), quantizing int8 inputs and
   dequantizing int8 outputs with their own scale and zero point.
@@ -26,6 +27,7 @@ QUANTIZE_OPS = ("QUANTIZE", "DEQUANTIZE")
 # Ops whose quantized weights are their input 1 (filter / weights matrix).
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 _FLOAT_DTYPES = ("float32", "float16", "float64")
+KERNELS = ("xnnpack", "reference")
 
 
 # === Report ===
@@ -43,8 +45,10 @@ class TFLiteReport:
         inputs, outputs: one dict per tensor: `name`, `shape`, `dtype`,
             `scale`, `zero_point` (`0.0`/`0` when not quantized).
         weights: one dict per conv/fully-connected op: `op`, `index`,
-            `tensor`, `dtype`, `num_scales` (> 1: per-channel) and
-            `zero_points_all_zero` (symmetric).
+            `tensor`, `dtype`, `shape`, `channels` (output channels),
+            `num_scales` (> 1: per-channel), `zero_points_all_zero`
+            (symmetric) and `zero_channels` (output channels whose int8
+            weights are all zero; `0` for float weights).
         float_ops: compute ops (not QUANTIZE/DEQUANTIZE) with a float input or
             output, as `"OP_NAME#index"`.
         stray_quantize_ops: QUANTIZE/DEQUANTIZE ops between float and integer
@@ -80,6 +84,20 @@ class TFLiteReport:
     def is_fully_int8(self):
         """No float compute op and no float detour inside the graph."""
         return not self.float_ops and not self.stray_quantize_ops
+
+    @property
+    def zeroed_weights(self):
+        """The int8 weight tensors with output channels quantized to all zeros.
+
+        A channel whose float weights are not zero but whose int8 weights are
+        is lost: the op then outputs only its bias there. The usual cause is
+        the int32 bias constraint (bias scale = input scale x weight scale):
+        when an op's input range is tiny (an untrained or dead layer, or
+        calibration data that never excite it) and its bias is not, the
+        converter raises the weight scale until the bias fits, and the
+        weights round to zero.
+        """
+        return tuple(w for w in self.weights if w.get("zero_channels", 0) > 0)
 
     @property
     def per_channel_weights(self):
@@ -123,6 +141,14 @@ class TFLiteReport:
                 for w in self.weights
             )
             lines.append("  weights: " + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())))
+        zeroed = self.zeroed_weights
+        if zeroed:
+            lines.append(
+                f"  weights with all-zero int8 channels: {len(zeroed)} tensors ("
+                + ", ".join(f"{w['op']}#{w['index']} {w['zero_channels']}/{w['channels']}"
+                            for w in zeroed[:6])
+                + (", ..." if len(zeroed) > 6 else "") + ")"
+            )
         lines.append(f"  float compute ops: {list(self.float_ops) or 'none'}")
         lines.append(f"  stray quantize/dequantize ops: {list(self.stray_quantize_ops) or 'none'}")
         if self.stray_quantize_pairs:
@@ -197,6 +223,20 @@ def _tensor_summary(detail):
 
 
 # === Public API ===
+
+
+def _zero_channels(interpreter, detail, dim):
+    """Output channels (along `dim`) of an int8 constant that are all zero."""
+    if _dtype_name(detail["dtype"]) != "int8" or len(detail["shape"]) < 2:
+        return 0
+    try:
+        values = np.asarray(interpreter.get_tensor(detail["index"]))
+    except ValueError:  # A tensor the interpreter cannot hand out.
+        return 0
+    if values.ndim <= dim or values.size == 0:
+        return 0
+    per_channel = np.moveaxis(values, dim, 0).reshape(values.shape[dim], -1)
+    return int(np.sum(np.all(per_channel == 0, axis=1)))
 
 
 def inspect_tflite(path):
@@ -303,6 +343,7 @@ def inspect_tflite(path):
                 "channels": int(detail["shape"][dim]) if len(detail["shape"]) else 1,
                 "num_scales": int(scales.size),
                 "zero_points_all_zero": bool(np.all(zero_points == 0)),
+                "zero_channels": _zero_channels(interpreter, detail, dim),
             })
 
     dtypes = collections.Counter(_dtype_name(d["dtype"]) for d in tensors.values())
@@ -373,7 +414,7 @@ def _class_ids(labels):
     return labels.reshape(labels.shape[0], -1)[:, 0].astype(np.int64)
 
 
-def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1):
+def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1, kernels="xnnpack"):
     """Runs a TFLite file on images with the LiteRT interpreter.
 
     Float inputs are fed as they are (cast to the input dtype); an int8/uint8
@@ -393,6 +434,12 @@ def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1):
         batch_size: images per `invoke()` for an array of `images` (the
             input's batch dimension is resized). Defaults to `1`.
         num_threads: interpreter threads. Defaults to `1`.
+        kernels: `"xnnpack"` (LiteRT's default CPU delegate, what
+            `measure_latency` times and what a phone's CPU path runs) or
+            `"reference"` (TFLite's built-in kernels, no delegate). Two
+            correct int8 kernel sets round differently; comparing them shows
+            how much of a QAT-vs-int8 difference is the runtime's own.
+            Defaults to `"xnnpack"`.
 
     Returns:
         The predictions, a float array `(num_images, ...)` — or, when labels
@@ -401,7 +448,8 @@ def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1):
 
     Raises:
         ValueError: not a TFLite file, a multi-input/multi-output model,
-            images of the wrong shape, or labels of the wrong length.
+            images of the wrong shape, labels of the wrong length, or an
+            unknown `kernels`.
         ImportError: `ai-edge-litert` is missing.
 
     Example:
@@ -420,11 +468,15 @@ def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1):
     """
     batch_size = check_positive_int("batch_size", batch_size)
     num_threads = check_positive_int("num_threads", num_threads)
+    if kernels not in KERNELS:
+        raise ValueError(f"`kernels` must be one of {KERNELS}. Received: kernels={kernels!r}")
+    delegate = kernels == "xnnpack"
     kind, obj, description = _load(path)
     if kind == "tflite_path":
-        interpreter = _interpreter(model_path=obj, num_threads=num_threads)
+        interpreter = _interpreter(model_path=obj, num_threads=num_threads, delegate=delegate)
     else:
-        interpreter = _interpreter(model_content=obj, num_threads=num_threads)
+        interpreter = _interpreter(model_content=obj, num_threads=num_threads,
+                                   delegate=delegate)
     input_details = interpreter.get_input_details()
     output_details = interpreter.get_output_details()
     if len(input_details) != 1 or len(output_details) != 1:
