@@ -85,6 +85,31 @@ MIN_QAT_INT8_AGREEMENT = 0.96
 KERNEL_SLACK = 0.005
 
 
+def check_qat_int8_agreement(qat_model, path, engine):
+    """Asserts that a QAT model and its int8 file agree (see the constants above)."""
+    from mnv3_layers.quantization import evaluate_tflite
+
+    x, y = agreement_data()
+    qat_probs = predict(qat_model, x)
+    tflite_probs, accuracy = evaluate_tflite(path, x, y, batch_size=20)
+    reference_probs = evaluate_tflite(path, x, batch_size=20, kernels="reference")
+    qat_classes = qat_probs.argmax(-1)
+    # A real classifier: every class predicted, well above chance.
+    assert np.bincount(qat_classes, minlength=CLASSES).min() >= 100
+    qat_accuracy = np.mean(qat_classes == y)
+    assert qat_accuracy >= 0.6
+    agreement = top1_agreement(qat_probs, tflite_probs)
+    kernels = top1_agreement(tflite_probs, reference_probs)
+    print(f"{engine} engine: QAT vs int8 (XNNPACK) {agreement:.3f}, "
+          f"XNNPACK vs reference kernels {kernels:.3f}")
+    assert agreement >= MIN_QAT_INT8_AGREEMENT, agreement
+    assert agreement >= kernels - KERNEL_SLACK, (agreement, kernels)
+    # Accuracies differ by at most the disagreeing images.
+    assert abs(accuracy - qat_accuracy) <= 1.0 - agreement
+    # Softmax outputs are int8 (steps of 1/256): on average within a couple of steps.
+    assert np.abs(qat_probs - tflite_probs).mean() < 3 / 256
+
+
 @functools.lru_cache(maxsize=None)
 def trained():
     """`tiny_model()` trained in float (6 epochs of 1024 shapes)."""

@@ -361,26 +361,7 @@ def test_int8_export_warns_about_weight_channels_quantized_to_zero(tmp_path):
 
 @pytest.mark.slow
 def test_qat_and_int8_export_agree(qat, qat_export):
-    path, _ = qat_export
-    x, y = qat_shared.agreement_data()
-    keras_probs = _predict(qat, x)
-    tflite_probs, accuracy = evaluate_tflite(path, x, y, batch_size=20)
-    reference_probs = evaluate_tflite(path, x, batch_size=20, kernels="reference")
-    keras_classes = keras_probs.argmax(-1)
-    # A real classifier: every class predicted, well above chance.
-    assert np.bincount(keras_classes, minlength=CLASSES).min() >= 100
-    keras_accuracy = np.mean(keras_classes == y)
-    assert keras_accuracy >= 0.6
-    agreement = qat_shared.top1_agreement(keras_probs, tflite_probs)
-    kernels = qat_shared.top1_agreement(tflite_probs, reference_probs)
-    print(f"Keras engine: QAT vs int8 (XNNPACK) {agreement:.3f}, "
-          f"XNNPACK vs reference kernels {kernels:.3f}")
-    assert agreement >= qat_shared.MIN_QAT_INT8_AGREEMENT, agreement
-    assert agreement >= kernels - qat_shared.KERNEL_SLACK, (agreement, kernels)
-    # Accuracies differ by at most the disagreeing images, and flips go both ways.
-    assert abs(accuracy - keras_accuracy) <= 1.0 - agreement
-    # Outputs are int8 probabilities: on average within a step or two of 1/256.
-    assert np.abs(keras_probs - tflite_probs).mean() < 3 / 256
+    qat_shared.check_qat_int8_agreement(qat, qat_export[0], "Keras")
 
 
 @pytest.mark.slow

@@ -386,25 +386,7 @@ def test_int8_export_is_fully_integer_with_fused_hard_swish(tfmot_export, traine
 
 @pytest.mark.slow
 def test_qat_model_and_int8_export_agree(tfmot_qat, tfmot_export):
-    path, _ = tfmot_export
-    x, y = qat_shared.agreement_data()
-    qat_probs = _predict(tfmot_qat, x)
-    tflite_probs, accuracy = evaluate_tflite(path, x, y, batch_size=20)
-    reference_probs = evaluate_tflite(path, x, batch_size=20, kernels="reference")
-    qat_classes = qat_probs.argmax(-1)
-    # A real classifier: every class predicted, well above chance.
-    assert np.bincount(qat_classes, minlength=CLASSES).min() >= 100
-    qat_accuracy = np.mean(qat_classes == y)
-    assert qat_accuracy >= 0.6
-    agreement = qat_shared.top1_agreement(qat_probs, tflite_probs)
-    kernels = qat_shared.top1_agreement(tflite_probs, reference_probs)
-    print(f"tfmot engine: QAT vs int8 (XNNPACK) {agreement:.3f}, "
-          f"XNNPACK vs reference kernels {kernels:.3f}")
-    assert agreement >= qat_shared.MIN_QAT_INT8_AGREEMENT, agreement
-    assert agreement >= kernels - qat_shared.KERNEL_SLACK, (agreement, kernels)
-    assert abs(accuracy - qat_accuracy) <= 1.0 - agreement
-    # Softmax outputs are int8 (steps of 1/256): on average within a couple of steps.
-    assert np.abs(qat_probs - tflite_probs).mean() < 3 / 256
+    qat_shared.check_qat_int8_agreement(tfmot_qat, tfmot_export[0], "tfmot")
 
 
 @pytest.mark.slow
