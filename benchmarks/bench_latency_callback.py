@@ -2,8 +2,9 @@
 
 Target (issue 5): epoch time with the callback / without it <= 1.02.
 
-One `fit` of MobileNetV3-Small (alpha 0.75, 96x96, 3 classes, `weights=None`,
-`jit_compile=False`) on generated shapes data
+One `fit` of MobileNetV3-Small (by default alpha 1.0 at 224x224, batch 32:
+the defaults of `mnv3 train` and `examples/finetune_custom_dataset.py`;
+3 classes, `weights=None`, `jit_compile=False`) on generated shapes data
 (`mnv3_layers.datasets.make_shapes_classification`), with
 `LatencyCallback(every_n_epochs=2, ...)`: epochs alternate between "with a
 measurement" (2, 4, ...) and "without" (1, 3, ...), so both kinds run
@@ -29,6 +30,7 @@ Usage:
 
     python benchmarks/bench_latency_callback.py
     python benchmarks/bench_latency_callback.py --images 256 --pairs 4 --runs 10
+    python benchmarks/bench_latency_callback.py --size 96 --alpha 0.75  # a tiny epoch
 """
 
 import argparse
@@ -84,7 +86,8 @@ class EpochTimer(keras.callbacks.Callback):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=512, help="training images")
-    parser.add_argument("--size", type=int, default=96, help="image size")
+    parser.add_argument("--size", type=int, default=224, help="image size")
+    parser.add_argument("--alpha", type=float, default=1.0, help="width multiplier")
     parser.add_argument("--batch", type=int, default=32, help="training batch size")
     parser.add_argument("--pairs", type=int, default=5,
                         help="timed (without, with) epoch pairs")
@@ -103,13 +106,13 @@ def main(argv=None):
         f"({keras.backend.backend()}), {os.cpu_count()} CPUs, {platform.machine()}"
     )
     log(
-        f"MobileNetV3Small alpha 0.75 {args.size}x{args.size}, {args.images} images, "
+        f"MobileNetV3Small alpha {args.alpha} {args.size}x{args.size}, {args.images} images, "
         f"batch {args.batch}, SGD, jit_compile=False; LatencyCallback(runtime="
         f"{args.runtime!r}, every_n_epochs=2, warmup={args.warmup}, runs={args.runs})"
     )
     x, y = make_shapes_classification(args.images, image_size=args.size, seed=0)
     model = MobileNetV3Small(
-        input_shape=(args.size, args.size, 3), alpha=0.75, weights=None, classes=3
+        input_shape=(args.size, args.size, 3), alpha=args.alpha, weights=None, classes=3
     )
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),

@@ -20,10 +20,15 @@ preprocessing, `weights=None`):
    kind of interpreter.
 
 All components and whole models are timed in ONE interleaved run (rounds;
-each round runs every model in turn), so slow changes in background load
-hit predictions and measurements alike; the component timings are then
+each round runs every model in turn, its runs back to back as in
+`measure_latency`; default 6 rounds of 5 runs), so slow changes in
+background load hit predictions and measurements alike; the component timings are then
 stored in the table (`--table`) and the predictions made from it. The
 converted TFLite files are kept in `--models`, so a rerun only times.
+
+Each whole model is also timed a second time in its own interpreter in the
+same run (`repeat` column, `--no-repeat` to skip): the spread between two
+measurements of the same model is the noise floor of the comparison.
 
 Both clocks are printed: wall (`time.perf_counter`, the paper's latency)
 and the calling thread's CPU time (`time.thread_time_ns`; with one thread
@@ -66,6 +71,17 @@ within +-10 % in both (max 6.0 % and 9.1 %); an intercept made them worse
 (a negative intercept of about -1 ms wrecks the small models). With 5
 rounds and no re-warm the errors had both signs (max 18-25 %), i.e. noise
 that no calibration fixes.
+
+On a later, idle 2-core AVX512-VNNI machine (2026-12-07), timing each whole
+model one run per round (the old default `--rounds 0`) under-predicted every
+model under 3 ms by 13-27 %: a whole model run once after 147 other interpreters
+and many cache flushes is colder than one run back to back, which is how
+`measure_latency` and TFLite's benchmark tool time it. With back-to-back
+runs (6 rounds, now the default) the mean error of the mixed mode moved to
+-5 to +2 % in four runs, but single variants still missed by up to 12-29 %,
+different ones in different runs (10/12, 5/12, 9/12, 9/12 within +-10 %),
+while two measurements of the same model in one run differed by at most
+6.2 % (mean 1.6 %). See the issue-5 closing notes for the tables.
 
 Usage:
 
@@ -132,9 +148,12 @@ def parse_args(argv=None):
                         help=f"variants to run (default: all): {', '.join(VARIANTS)}")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per model/component")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=0,
-                        help="interleaving rounds (each runs every model in turn); "
-                             "0: one round per run, the finest interleaving")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="interleaving rounds (each runs every model in turn, its "
+                             "runs back to back); 0: one round per run, the finest "
+                             "interleaving")
+    parser.add_argument("--no-repeat", dest="repeat", action="store_false",
+                        help="do not time each whole model a second time (noise floor)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="clock of the verdict (both are printed)")
     parser.add_argument("--cache", choices=CACHES, default="mixed",
@@ -205,6 +224,13 @@ def measure(args):
                                       lambda name=name: _batch_one(build(name))))
         for name in args.variants
     ]
+    # Each whole model a second time, in its own interpreter: how far two
+    # measurements of the SAME model in the same run differ is the noise
+    # floor against which the predictions' errors are judged.
+    repeat_timers = [
+        TFLiteTimer(cached_flatbuffer(args.models, f"model/{name}", None))
+        for name in args.variants
+    ] if args.repeat else []
     log(f"{len(components)} components and {len(model_timers)} whole models ready in "
         f"{time.perf_counter() - t0:.0f} s (TFLite files in {args.models})")
 
@@ -212,13 +238,18 @@ def measure(args):
     #    whole models back to back), so both see the same background load.
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    stats = time_runners(component_timers + model_timers, args.warmup, args.runs,
-                         cold=[True] * len(component_timers) + [False] * len(model_timers),
+    n_models = len(model_timers) + len(repeat_timers)
+    stats = time_runners(component_timers + model_timers + repeat_timers, args.warmup,
+                         args.runs, cold=[True] * len(component_timers) + [False] * n_models,
                          rounds=args.rounds or args.runs)
+    first = len(component_timers)
+    repeats = dict(zip(args.variants, stats[first + len(model_timers):]))
     log(f"timed in {time.perf_counter() - t0:.0f} s")
     raw = {
-        "variants": {name: {"config": VARIANTS[name], "measured": result}
-                     for name, result in zip(args.variants, stats[len(component_timers):])},
+        "variants": {name: {"config": VARIANTS[name], "measured": result,
+                            **({"repeat": repeats[name]} if name in repeats else {})}
+                     for name, result in zip(args.variants,
+                                             stats[first:first + len(model_timers)])},
         "components": {c if c == OVERHEAD_KEY else c.key: s
                        for c, s in zip(components, stats[:len(component_timers)])},
         "load_average": {"before": load_before, "after": os.getloadavg()},
@@ -251,8 +282,10 @@ def analyze(raw, args):
         table.load()
     stat = args.statistic
 
-    def measured(name, clock):
-        return raw["variants"][name]["measured"][f"{'cpu_' if clock == 'cpu' else ''}{stat}_ms"]
+    def measured(name, clock, which="measured"):
+        return raw["variants"][name][which][f"{'cpu_' if clock == 'cpu' else ''}{stat}_ms"]
+
+    repeated = [n for n in names if "repeat" in raw["variants"][n]]
 
     predicted = {(n, combo): tables[combo].predict_configs(variant_configs(n)).total_ms
                  for n in names for combo in combos}
@@ -281,7 +314,8 @@ def analyze(raw, args):
     log(f"{stat} ms, batch 1, 1 thread, float TFLite (LiteRT + XNNPACK), {clock} clock, "
         f"{cache} cache; {fit_text(combo)} fitted on {calib or 'nothing'}")
     header = (f"{'variant':<20} {'measured':>9} {'predicted':>9} {'ratio':>6} "
-              f"{'calibrated':>10} {'ratio':>6} | {'wall meas':>9} {'cpu meas':>9}")
+              f"{'calibrated':>10} {'ratio':>6} | {'wall meas':>9} {'cpu meas':>9}"
+              f" {'repeat':>7}")
     log(header)
     log("-" * len(header))
     for n in names:
@@ -290,7 +324,11 @@ def analyze(raw, args):
         cal = corrected(n, combo)
         log(f"{n:<20} {meas:9.3f} {pred:9.3f} {pred / meas:6.3f} {cal:10.3f} {cal / meas:6.3f}"
             f" | {measured(n, 'wall'):9.3f} {measured(n, 'cpu'):9.3f}"
+            + (f" {measured(n, clock, 'repeat') / meas:7.3f}" if n in repeated else "")
             + ("  (calibration)" if n in calib else ""))
+    if repeated:
+        log("(repeat: the same model timed again in its own interpreter in the same run, "
+            "divided by `measured`)")
     log("")
     log("every clock x cache mode (held out = variants not used for the calibration):")
     summary = {}
@@ -308,6 +346,12 @@ def analyze(raw, args):
                      f"within (max |err| {100 * max(map(abs, cal_errs)):.1f} %, mean "
                      f"{100 * np.mean(cal_errs):+.1f} %)")
         log(line)
+    if repeated:
+        noise = [measured(n, clock, "repeat") / measured(n, clock) - 1 for n in repeated]
+        log(f"noise floor ({clock} clock): the same model timed twice in this run differs "
+            f"by up to {100 * max(map(abs, noise)):.1f} % (mean |diff| "
+            f"{100 * np.mean(np.abs(noise)):.1f} %, {len(noise)} models); prediction errors "
+            "smaller than this cannot be told apart from measurement noise")
     overhead = tables[combo].overhead_ms
     log(f"fixed per-invoke overhead counted once per model: {overhead:.4f} ms ({clock} clock)")
     errs, cal_errs = summary[combo]
