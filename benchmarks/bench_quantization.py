@@ -1,8 +1,9 @@
 """Side-by-side benchmark of quantization-aware training and int8 export.
 
 Measures, in one run, for MobileNetV3-Large or -Small (alpha 1.0, 224x224,
-the same random float weights in ours and in keras.applications), and
-prints three ratios with their targets:
+the same random float weights in ours and in keras.applications, their
+batch-norm statistics set from generated shapes images, see
+`--bn-calibration`), and prints three ratios with their targets:
 
 1. QAT train step: Keras-engine QAT model / tfmot-engine QAT model of the
    same float model (`train_on_batch`, same batch, SGD), interleaved round
@@ -15,16 +16,20 @@ prints three ratios with their targets:
 
 It also prints, per int8 file, the weight tensors whose channels were
 quantized to all zeros (`inspect_tflite(...).zeroed_weights`): with random
-weights, keras.applications' post-training int8 loses the SE gate
-convolutions of the late blocks that way (their squeezed inputs are tiny
-next to the gate's +3 bias), which also makes its file smaller (identical
-all-zero buffers are stored once).
+weights and the initial batch-norm statistics (`--bn-calibration 0`),
+keras.applications' post-training int8 loses the SE gate convolutions of
+the late blocks that way (their squeezed inputs are tiny next to the gate's
++3 bias), which also makes its file smaller (identical all-zero buffers are
+stored once) and a little faster. Post-training calibration and the QAT
+steps use generated shapes images (`mnv3_layers.datasets`).
 
 It also prints the int8 vs float latency of our own model, the op
 histograms of the int8 exports (ours, keras.applications PTQ and, when the
 tfmot engine is available, the tfmot export) and whether they are fully
-int8. On x86 CPUs without VNNI, XNNPACK's int8 kernels are often slower than
-float ones; that ratio is reported as measured, not tuned.
+int8. On the x86 CPUs measured so far (AVX2, AVX512-VNNI) the int8 files ran
+slower than the float one (LiteRT's XNNPACK delegate does not take int8
+HARD_SWISH: the int8 Large runs as 22 XNNPACK partitions, the float one as
+one); that ratio is reported as measured, not tuned.
 
 Wall-clock numbers alone are meaningless on a shared machine; the ratios are
 measured side by side. The summary says PASS or OVER TARGET as measured.
@@ -52,6 +57,7 @@ import numpy as np  # noqa: E402
 
 from mnv3_layers import applications as ours_apps  # noqa: E402
 from mnv3_layers.applications.weights import copy_weights_from_keras_applications  # noqa: E402
+from mnv3_layers.datasets import make_shapes_classification  # noqa: E402
 from mnv3_layers.latency import prepare  # noqa: E402
 from mnv3_layers.quantization import (  # noqa: E402
     export_tflite,
@@ -106,11 +112,36 @@ def print_compare(title, result, a, b):
         f"{result['paired_ratio_p10']:.3f}, p90 {result['paired_ratio_p90']:.3f})")
 
 
+def recalibrate_batch_norm(model, num_images, size):
+    """Sets every BatchNormalization's moving mean/variance to those of one batch.
+
+    A randomly initialized model keeps moving mean 0 and variance 1, which
+    its convolutions' outputs do not have: in inference mode activations
+    shrink or grow block after block, and post-training int8 calibration on
+    such a model sees degenerate ranges (e.g. squeezed SE inputs far smaller
+    than the gate's +3 bias, whose int8 weights then round to zero). One
+    forward pass in training mode with momentum 0 gives each layer the
+    statistics of real inputs (generated shapes), as a trained model has.
+    """
+    x, _ = make_shapes_classification(num_images, image_size=size, seed=7)
+    layers = [layer for layer in model._flatten_layers()
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        model(x.astype("float32"), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
 def bench_train_steps(float_model, args):
     """Keras-engine vs tfmot-engine QAT `train_on_batch` on the same model."""
     rng = np.random.default_rng(0)
     size = args.image_size
-    x = rng.uniform(0, 255, (args.train_batch, size, size, 3)).astype("float32")
+    x = make_shapes_classification(args.train_batch, image_size=size, seed=0)[0]
+    x = x.astype("float32")
     y = rng.integers(0, 1000, (args.train_batch,)).astype("int32")
     qat_keras = quantize_model(float_model, engine="keras")
     qat_keras.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9),
@@ -154,15 +185,19 @@ def main(argv=None):
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-runs", type=int, default=10)
     parser.add_argument("--train-warmup", type=int, default=2)
-    parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument("--latency-runs", type=int, default=300)
     parser.add_argument("--calibration-samples", type=int, default=32)
+    parser.add_argument("--bn-calibration", type=int, default=32,
+                        help="generated images that set the random model's batch-norm "
+                             "moving statistics before anything else (0: keep the "
+                             "initial mean 0 / variance 1)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--tflite-dir", help="keep the .tflite files here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.train_runs, args.latency_runs = 4, 30
+        args.train_runs, args.latency_runs = 4, 50
 
     ours_cls, ref_cls = VARIANTS[args.variant]
     size = args.image_size
@@ -179,6 +214,9 @@ def main(argv=None):
     # Both sides start from the same random float weights (keras.applications'
     # copied into ours), so the int8 files differ only in how they were made.
     ref = ref_cls(input_shape=shape, alpha=args.alpha, weights=None)
+    if args.bn_calibration:
+        log(f"batch-norm statistics set from {args.bn_calibration} generated shapes images")
+        recalibrate_batch_norm(ref, args.bn_calibration, size)
     float_model = ours_cls(input_shape=shape, alpha=args.alpha, weights=None)
     copy_weights_from_keras_applications(source_model=ref, target_model=float_model)
     check = np.random.default_rng(3).uniform(0, 255, (2,) + shape).astype("float32")
@@ -202,9 +240,8 @@ def main(argv=None):
     }
     export_tflite(float_model, paths["ours_float"])
     export_tflite(qat_keras, paths["ours_int8"], quantization="int8", int8_io=True)
-    calibration = np.random.default_rng(1).uniform(
-        0, 255, (args.calibration_samples,) + shape
-    ).astype("float32")
+    calibration = make_shapes_classification(
+        args.calibration_samples, image_size=size, seed=1)[0].astype("float32")
     export_tflite(ref, paths["keras_apps_ptq_int8"], quantization="int8",
                   representative_data=calibration, int8_io=True)
     if qat_tfmot is not None:

@@ -18,7 +18,8 @@ import numpy as np
 from mnv3_layers import EfficientLastStage, HardSwish, InvertedResidual
 from mnv3_layers.datasets import make_shapes_classification
 
-SIZE = 32
+SIZE = 64  # the shared classifier's input (at 32x32 shapes are too ambiguous, see below)
+APPLICATION_SIZE = 32  # the untrained application models of the structure checks
 CLASSES = 3
 QAT_STEPS = 4
 QAT_BATCH = 32
@@ -53,7 +54,7 @@ def predict(model, x, batch_size=100):
 
 @functools.lru_cache(maxsize=None)
 def data():
-    """`(x, y, x_test, y_test)`: 1024 training and 200 held-out shapes at 32x32."""
+    """`(x, y, x_test, y_test)`: 1024 training and 200 held-out shapes at 64x64."""
     x, y = make_shapes_classification(1024, image_size=SIZE, seed=3)
     x_test, y_test = make_shapes_classification(200, image_size=SIZE, seed=4)
     return x, y, x_test, y_test
@@ -73,15 +74,18 @@ def top1_agreement(a, b):
     return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
 
 
-# How close a QAT model and its int8 file must be. An int8 runtime's own two
-# kernel sets (XNNPACK and TFLite's reference kernels) round differently: on
-# this weakly trained classifier (about 0.78 accuracy, many near ties) they
-# agreed on 95.7 % (Keras-engine file) and 97.3 % (tfmot file) of the 1000
-# images, while the QAT models agreed with their XNNPACK files on 97.7 % and
-# 98.0 % (an AVX512-VNNI x86 machine; 99.0-99.5 % of 200 images on an AVX2
-# one). The checks: at least this close in absolute terms, and at least as
-# close as the two kernel sets are to each other (minus one image in 200).
-MIN_QAT_INT8_AGREEMENT = 0.96
+# How close a QAT model and its int8 file must be: the issue's 99 % top-1
+# agreement on held-out data, and at least as close as the int8 runtime's own
+# two kernel sets (XNNPACK and TFLite's reference kernels, which round
+# differently) are to each other, minus one image in 200.
+# Measured on an AVX512-VNNI x86 machine (1000 images): at 64x64 the shared
+# classifier reaches about 0.97 accuracy after QAT and the QAT models agree
+# with their XNNPACK files on 99.8 % (Keras engine) and 99.9 % (tfmot), the
+# two kernel sets on 99.4 % / 99.6 %. At 32x32 (an earlier version of these
+# tests) the same classifier reached only about 0.78 accuracy: many images sat
+# near a tie, the two kernel sets agreed on just 95.7 % / 97.3 % and the QAT
+# models on 97.7 % / 98.0 %.
+MIN_QAT_INT8_AGREEMENT = 0.99
 KERNEL_SLACK = 0.005
 
 

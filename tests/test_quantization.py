@@ -3,7 +3,7 @@
 Conversion checks share one small model built from this package's layers
 (stem, four `InvertedResidual` blocks with and without SE / residual /
 expansion, `EfficientLastStage`, a `Dense` classifier, see `qat_shared`) at
-32x32: it is trained in float on generated shapes until it predicts every
+64x64: it is trained in float on generated shapes until it predicts every
 class, made QAT, fine-tuned 4 steps (eagerly: tracing a QAT step costs more
 than the steps), and exported to int8 once per test run (the tfmot tests
 reuse all three). The application models (MobileNetV3-Small
@@ -30,6 +30,7 @@ from mnv3_layers import (
     SqueezeExcite,
 )
 from mnv3_layers.applications import MobileNetV3Backbone, MobileNetV3Small
+from mnv3_layers.datasets import make_shapes_classification
 from mnv3_layers.quantization import (
     evaluate_tflite,
     export_tflite,
@@ -45,7 +46,7 @@ from mnv3_layers.quantization.keras_engine import (
     QuantMultiply,
 )
 
-SIZE = qat_shared.SIZE
+SIZE = qat_shared.APPLICATION_SIZE
 CLASSES = qat_shared.CLASSES
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
@@ -381,12 +382,14 @@ def test_qat_model_keras_round_trip(qat, data, tmp_path):
 @pytest.mark.slow
 def test_post_training_int8_and_dynamic(small, trained, data, tmp_path):
     x, _, x_test, y_test = data
+    # The application model takes smaller images than the shared classifier.
+    x_small = make_shapes_classification(32, image_size=SIZE, seed=3)[0]
     # Untrained weights: the SE squeeze vectors of late blocks are tiny next to
     # the gate's +3 bias, so the converter zeroes those gate convolutions
     # (int32 bias constraint) - the export says so and still writes the file.
     with pytest.warns(UserWarning, match="int8 weights are all zero"):
         path = export_tflite(small, tmp_path / "ptq.tflite", quantization="int8",
-                             representative_data=x[:16])
+                             representative_data=x_small[:16])
     report = inspect_tflite(path)
     assert report.is_fully_int8 and report.per_channel_weights
     assert report.zeroed_weights
@@ -395,7 +398,7 @@ def test_post_training_int8_and_dynamic(small, trained, data, tmp_path):
     assert report.op_histogram["HARD_SWISH"] == 19
     # Float input/output: one QUANTIZE at the input, one DEQUANTIZE at the output.
     assert report.op_histogram["QUANTIZE"] == 1 and report.op_histogram["DEQUANTIZE"] == 1
-    probs = evaluate_tflite(path, x_test[:16])
+    probs = evaluate_tflite(path, x_small[16:])
     assert probs.shape == (16, CLASSES)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=0.05)
     # Dynamic range of the trained model: int8 weights, float activations,

@@ -3,7 +3,7 @@
 Conversion checks share one small classifier built from this package's
 layers (stem, four `InvertedResidual` blocks with and without SE / residual /
 expansion / hard-swish, `EfficientLastStage`, a `Dense` softmax head, so
-every MobileNetV3 op type is there) at 32x32, trained in float on generated
+every MobileNetV3 op type is there) at 64x64, trained in float on generated
 shapes until it predicts every class, made QAT with the tfmot engine,
 fine-tuned four steps (eagerly: tracing a tfmot QAT step costs far more than
 running a few) and exported to int8 once. The float model and the Keras
@@ -34,7 +34,7 @@ from mnv3_layers.quantization import (
 )
 from mnv3_layers.quantization import tfmot_engine as te
 
-SIZE = qat_shared.SIZE
+SIZE = qat_shared.APPLICATION_SIZE
 CLASSES = qat_shared.CLASSES
 _tiny_model = qat_shared.tiny_model
 _predict = qat_shared.predict
