@@ -21,6 +21,14 @@ an unmeasured epoch (a second estimate of the same overhead, less sensitive
 to noise in the training part). Only ratios measured side by side in this run
 mean anything; on a shared machine absolute times do not.
 
+It also lists the epochs whose first training step took more than twice the
+median step: on the shared 2-core machine of 2026-12-07 a first step of
+1-3 s (instead of ~0.47 s) hit up to 7 of 12 epochs, with and without a
+measurement, and the epoch-time ratio came out 1.13-1.17 in five runs at
+224 px, while the callback's own time was 1.4-1.8 % of an epoch and a
+control run with the measurement replaced by a no-op gave 0.98. The
+callback-time estimate is the one to read there.
+
 The overhead is about `(warmup + runs) x batch-1 latency` per measured
 epoch, divided by the epoch time: it shrinks with more training images per
 epoch, a larger training batch/resolution, fewer `runs`, or a larger
@@ -70,14 +78,22 @@ class TimedLatencyCallback(LatencyCallback):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Wall-clock time of each epoch, callbacks before it included."""
+    """Wall-clock time of each epoch (callbacks before it included) and of its steps."""
 
     def __init__(self):
         super().__init__()
         self.seconds = {}
+        self.steps = {}
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._epoch = epoch
+        self._start = self._last = time.perf_counter()
+        self.steps[epoch] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        self.steps[self._epoch].append(now - self._last)
+        self._last = now
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds[epoch] = time.perf_counter() - self._start
@@ -158,6 +174,13 @@ def main(argv=None):
     conservative = float(1 + np.median(cb_time) / without.min())
     log(f"  1 + callback time / fastest epoch without:    {conservative:.4f}  "
         f"{'PASS' if conservative <= TARGET else 'OVER TARGET'} (conservative)")
+    first_steps = {e: timer.steps[e][0] for e in range(skip, epochs)}
+    typical = float(np.median([t for e in range(skip, epochs) for t in timer.steps[e]]))
+    slow = {e: t for e, t in first_steps.items() if t > 2 * typical}
+    log(f"  first training step of an epoch > 2x the median step ({typical * 1e3:.0f} ms): "
+        f"epochs {sorted(slow) or 'none'} (even: without, odd: with a measurement at "
+        f"their end); each such step adds "
+        f"{', '.join(f'{(t - typical):.1f}' for t in slow.values()) or '0'} s")
     if paired.max() - paired.min() > 0.1:
         log("  note: per-pair ratios spread by more than 0.1, so background load "
             "dominates the epoch-time ratio; the callback-time estimates are the "
