@@ -83,16 +83,20 @@ def log(*args):
     print(*args, flush=True)
 
 
-def interleaved(fns, rounds, block=1):
+def interleaved(fns, rounds, block=1, seed=0):
     """Runs each callable `rounds * block` times, interleaved round by round.
 
-    Each round runs every callable in turn (order reversed on odd rounds),
-    `block` timed times back to back.
+    Each round runs every callable in turn, `block` timed times back to
+    back, in a new seeded random order: every callable then follows every
+    other one about equally often. (A fixed order, even reversed every other
+    round, always puts the same model right after, say, the 22 MB float
+    model, whose weights evict the next model's from cache.)
     """
     names = list(fns)
     times = {name: [] for name in names}
-    for i in range(rounds):
-        for name in names if i % 2 == 0 else names[::-1]:
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        for name in [names[j] for j in rng.permutation(len(names))]:
             fn, record = fns[name], times[name]
             for _ in range(block):
                 start = time.perf_counter()
