@@ -47,9 +47,9 @@ TINY = ArchitectureSpec(
     name="tiny",
     stem=StemSpec(16, 3, 2, "hard_swish"),
     blocks=(
-        BlockSpec(3, 32, 16, False, "relu", 2),
-        BlockSpec(3, 48, 16, True, "hard_swish", 1),
-        BlockSpec(3, 64, 24, False, "hard_swish", 2),
+        BlockSpec(3, 96, 16, False, "relu", 2),
+        BlockSpec(3, 96, 16, True, "hard_swish", 1),
+        BlockSpec(3, 128, 24, False, "hard_swish", 2),
     ),
     last_stage=LastStageSpec(64, 1024, "hard_swish"),
 )
