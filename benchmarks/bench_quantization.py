@@ -34,7 +34,7 @@ It also prints the int8 vs float latency of our own model, the op
 histograms of the int8 exports (ours, keras.applications PTQ and, when the
 tfmot engine is available, the tfmot export) and whether they are fully
 int8. On the x86 CPUs measured so far (AVX2, AVX512-VNNI) the int8 files ran
-slower than the float one (LiteRT's XNNPACK delegate does not take int8
+slower than the float one (one likely reason: LiteRT's XNNPACK delegate does not take int8
 HARD_SWISH: the int8 Large runs as 22 XNNPACK partitions, the float one as
 one); that ratio is reported as measured, not tuned.
 
