@@ -141,7 +141,8 @@ def recalibrate_batch_norm(model, num_images, size):
     statistics of real inputs (generated shapes), as a trained model has.
     """
     x, _ = make_shapes_classification(num_images, image_size=size, seed=7)
-    layers = [layer for layer in model._flatten_layers()
+    # keras.applications' MobileNetV3 is a flat functional model.
+    layers = [layer for layer in model.layers
               if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in layers]
     try:
