@@ -14,7 +14,10 @@ preprocessing, `weights=None`):
    component's own measurement includes one overhead, which is taken out).
    Each entry holds warm (back-to-back runs) and cold (cache flushed before
    each run) timings; the table's `cache` mode picks warm, cold, or
-   `"mixed"` (the default: cold for the head, warm for stem and blocks).
+   `"mixed"` (cold for the head, warm for stem and blocks; the table's
+   default, best without calibration). With `kind="spill"` calibration
+   (this benchmark's default) the stem and block weights of models larger
+   than L2 are added at a fitted cost per MiB (see (e) below).
 2. measured: the whole model converted the same way (`convert_float_tflite`,
    same ops as `TFLiteConverter.from_keras_model`) and timed in the same
    kind of interpreter.
@@ -42,7 +45,7 @@ columns; every combination is summarized.
 Why predictions can be off, and the calibration
 -----------------------------------------------
 Sources of a systematic difference between a whole model and the sum of
-its components: (a) fixed per-model cost (interpreter dispatch, delegate
+its components (see (e) for the one that dominated): (a) fixed per-model cost (interpreter dispatch, delegate
 entry, input/output copies) - each component's measurement holds one, the
 sum takes all but one out (`overhead_ms`); (b) XNNPACK work across block
 boundaries - the converter fuses ReLU/ReLU6 into the convolution before
@@ -56,13 +59,44 @@ model pays once (instruction cache, branch predictors, TLB, the
 interpreter's own data): it grows with the number and size of components,
 so it is closer to proportional than to a constant.
 
-`LatencyTable.calibrate` fits either correction from a couple of
-whole-model measurements (`--calibrate-with`, default Small and Large 1.0
-at 224): `--calibration intercept` (median of measured - predicted) or
-`scale` (median of measured / predicted, the default). The table prints
-the predictions with and without it, the calibration variants marked and
-the others held out; the verdict line uses the uncalibrated predictions.
-Measured on the shared 2-core machine where this was written (load
+`LatencyTable.calibrate` fits a correction from a couple of whole-model
+measurements (`--calibrate-with`, default Small and Large 1.0 at 224):
+`--calibration spill` (the default: a cost per MiB of stem and block
+weights in models larger than the L2 cache, see (e) below), `scale`
+(median of measured / predicted) or `intercept` (median of measured -
+predicted). The table prints the predictions with and without it (`--cache`,
+default `warm`), the calibration variants marked and the others held out.
+A calibration model's own timing noise shifts every held-out prediction, so
+the fit uses the mean of its two timings (`measured` and `repeat`).
+Two verdict lines: the raw sum (`--raw-cache`, default `mixed`, its best
+mode) for all 12 variants, and the calibrated prediction for the 10
+held-out ones; the exit code is 0 when the calibrated one is met.
+
+(e) L2 spill. A block timed alone and back to back keeps its weights in the
+core's L2 cache (2 MiB on the machine below); a whole model larger than L2
+sweeps through all its weights on every inference, so each block's weights
+come from L3. The raw warm sum under-predicted every variant by 6-22 %, and
+the shortfall grew with the weights, not with the arithmetic: in one run
+Large 0.75 at 128 px (1.9 ms) missed by 18 %, the same weights at 224 px
+(4.5 ms) by 11 %, Small 0.5 at 128 px (under 1 MiB of block weights) by 6 %. Sources (a)-(d)
+below leave it unexplained. `kind="spill"` adds `c x` the stem and block
+weight MiB of models over L2, `c` fitted on the two calibration models
+(least squares through the origin); the head is left out (its pooled 1x1
+convolutions already stream megabytes when timed alone), so it is timed
+warm (`cache="warm"`).
+
+Measured on 2026-12-07 on an idle 2-core AVX512-VNNI Xeon (2 MiB L2 per
+core, 260 MiB shared L3), five runs of the defaults, cpu clock, median: the
+spill cost came out 0.057-0.074 ms/MiB, and all 10 held-out variants were
+within +-10 % in each run (worst 8.9, 8.8, 8.3, 8.6 and 8.5 %), with the
+same-model noise floor at 1.4-5.9 %. The raw mixed sum left 8, 8, 8, 11 and
+9 of 12 (worst 11-15 %); a scale instead of the spill term 9 or 10 of 10.
+Fitting on one timing per calibration model instead of the mean of two gave
+8/10 in the noisiest of the five runs (worst 10.8 %). Re-analyzing five
+older runs of that day with `--reuse` gave 10/10 in three and 7/10 and
+2/10 in the two taken while the machine's speed swung by up to 35 %.
+
+Older measurements, before the spill term. On the shared 2-core machine where this was written (load
 average 7-10, so only the CPU clock means anything): with the finest
 interleaving (`--rounds 0`) and a re-warm run per round, the raw sum
 over-predicted every variant by +11 to +26 % in two runs (a proportional
@@ -156,8 +190,11 @@ def parse_args(argv=None):
                         help="do not time each whole model a second time (noise floor)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="clock of the verdict (both are printed)")
-    parser.add_argument("--cache", choices=CACHES, default="mixed",
-                        help="table cache mode of the verdict (both are printed)")
+    parser.add_argument("--cache", choices=CACHES, default="warm",
+                        help="table cache mode of the calibrated verdict and the table "
+                             "(all are summarized)")
+    parser.add_argument("--raw-cache", choices=CACHES, default="mixed",
+                        help="table cache mode of the uncalibrated verdict")
     parser.add_argument("--statistic", choices=("median", "min"), default="median")
     parser.add_argument("--table", default=os.path.join("out", "bench_latency_table_cache.json"),
                         help="latency table cache file")
@@ -171,8 +208,10 @@ def parse_args(argv=None):
                         help="variants whose measured latency fits the intercept column "
                              "(`LatencyTable.calibrate`, stored in --table); the others are "
                              "held out; the verdict uses the uncalibrated predictions")
-    parser.add_argument("--calibration", choices=("scale", "intercept"), default="scale",
-                        help="kind of whole-model correction (`LatencyTable.calibrate`)")
+    parser.add_argument("--calibration", choices=("spill", "scale", "intercept"),
+                        default="spill",
+                        help="kind of whole-model correction (`LatencyTable.calibrate`); "
+                             "spill: ms per MiB of stem and block weights beyond L2")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -287,6 +326,13 @@ def analyze(raw, args):
 
     repeated = [n for n in names if "repeat" in raw["variants"][n]]
 
+    def calibration_ms(name, clock):
+        # A calibration model's noise moves every held-out prediction, so it
+        # uses both of its timings (the mean of the two; one if no repeat).
+        if name in repeated:
+            return 0.5 * (measured(name, clock) + measured(name, clock, "repeat"))
+        return measured(name, clock)
+
     predicted = {(n, combo): tables[combo].predict_configs(variant_configs(n)).total_ms
                  for n in names for combo in combos}
     # Intercept per combination from the --calibrate-with models only
@@ -294,19 +340,39 @@ def analyze(raw, args):
     # the table file; the other variants are held out.
     calib = [n for n in args.calibrate_with if n in names]
     kind = args.calibration
-    fitted = {
-        combo: tables[combo].calibrate(
-            [(variant_configs(n), measured(n, combo[0])) for n in calib], kind=kind)
-        if calib else (1.0 if kind == "scale" else 0.0)
-        for combo in combos
-    }
+    neutral = 1.0 if kind == "scale" else 0.0
+
+    def fit(c):
+        if not calib:
+            return neutral
+        try:
+            return tables[c].calibrate(
+                [(variant_configs(n), calibration_ms(n, c[0])) for n in calib], kind=kind)
+        except ValueError:  # "spill" in cold mode: no warm-timed component spills.
+            return None
+
+    fitted = {combo: fit(combo) for combo in combos}
+
+    def spill(n, c):
+        return tables[c].spill_mib(variant_configs(n))
 
     def corrected(n, c):
-        return predicted[(n, c)] * fitted[c] if kind == "scale" else (
-            predicted[(n, c)] + fitted[c])
+        value = neutral if fitted[c] is None else fitted[c]
+        if kind == "scale":
+            return predicted[(n, c)] * value
+        if kind == "intercept":
+            return predicted[(n, c)] + value
+        return predicted[(n, c)] + value * spill(n, c)
 
     def fit_text(c):
-        return f"scale {fitted[c]:.3f}" if kind == "scale" else f"intercept {fitted[c]:+.3f} ms"
+        if fitted[c] is None:
+            return f"{kind}: nothing to fit"
+        if kind == "scale":
+            return f"scale {fitted[c]:.3f}"
+        if kind == "intercept":
+            return f"intercept {fitted[c]:+.3f} ms"
+        return (f"spill {fitted[c]:.4f} ms per MiB of stem and block weights in models "
+                f"over L2 {tables[c].l2_bytes / 2**20:.2f} MiB")
 
     clock, cache = args.clock, args.cache
     combo = (clock, cache)
@@ -314,8 +380,8 @@ def analyze(raw, args):
     log(f"{stat} ms, batch 1, 1 thread, float TFLite (LiteRT + XNNPACK), {clock} clock, "
         f"{cache} cache; {fit_text(combo)} fitted on {calib or 'nothing'}")
     header = (f"{'variant':<20} {'measured':>9} {'predicted':>9} {'ratio':>6} "
-              f"{'calibrated':>10} {'ratio':>6} | {'wall meas':>9} {'cpu meas':>9}"
-              f" {'repeat':>7}")
+              f"{'calibrated':>10} {'ratio':>6} {'spill MiB':>9} | {'wall meas':>9} "
+              f"{'cpu meas':>9} {'repeat':>7}")
     log(header)
     log("-" * len(header))
     for n in names:
@@ -323,7 +389,7 @@ def analyze(raw, args):
         pred = predicted[(n, combo)]
         cal = corrected(n, combo)
         log(f"{n:<20} {meas:9.3f} {pred:9.3f} {pred / meas:6.3f} {cal:10.3f} {cal / meas:6.3f}"
-            f" | {measured(n, 'wall'):9.3f} {measured(n, 'cpu'):9.3f}"
+            f" {spill(n, combo):9.2f} | {measured(n, 'wall'):9.3f} {measured(n, 'cpu'):9.3f}"
             + (f" {measured(n, clock, 'repeat') / meas:7.3f}" if n in repeated else "")
             + ("  (calibration)" if n in calib else ""))
     if repeated:
@@ -354,13 +420,19 @@ def analyze(raw, args):
             "smaller than this cannot be told apart from measurement noise")
     overhead = tables[combo].overhead_ms
     log(f"fixed per-invoke overhead counted once per model: {overhead:.4f} ms ({clock} clock)")
-    errs, cal_errs = summary[combo]
-    verdict = all(abs(e) <= TOLERANCE for e in errs)
-    log(f"goal (every prediction within +-10 %, {clock} clock, {cache} cache, no "
-        f"calibration): {'MET' if verdict else 'NOT MET'}")
+    errs = summary[(clock, args.raw_cache)][0]
+    raw_ok = all(abs(e) <= TOLERANCE for e in errs)
+    log(f"goal, raw sum (every prediction within +-10 %, {clock} clock, {args.raw_cache} "
+        f"cache, no calibration): {sum(abs(e) <= TOLERANCE for e in errs)}/{len(errs)}, "
+        f"{'MET' if raw_ok else 'NOT MET'}")
+    cal_errs = summary[combo][1]
+    verdict = raw_ok
     if cal_errs:
-        log(f"with the {kind} fitted on {calib}: every held-out prediction within "
-            f"+-10 %: {'yes' if all(abs(e) <= TOLERANCE for e in cal_errs) else 'no'}")
+        verdict = all(abs(e) <= TOLERANCE for e in cal_errs)
+        log(f"goal, calibrated ({fit_text(combo)} fitted on {calib}, {clock} clock, {cache} "
+            f"cache; every held-out prediction within +-10 %): "
+            f"{sum(abs(e) <= TOLERANCE for e in cal_errs)}/{len(cal_errs)}, "
+            f"{'MET' if verdict else 'NOT MET'}")
     log(f"load average during timing: {raw['load_average']}")
     return verdict
 

@@ -23,9 +23,11 @@ from mnv3_layers.latency_table import (
     LatencyTable,
     StemConfig,
     build_component,
+    component_weight_bytes,
     config_from_dict,
     config_to_dict,
     fingerprint_key,
+    l2_cache_bytes,
     measure_tflite,
     model_configs,
     runtime_fingerprint,
@@ -268,6 +270,115 @@ def test_calibrate_intercept(tmp_path):
         table.calibrate([(small, -1.0)])
     with pytest.raises(ValueError, match="pairs"):
         table.calibrate([small])
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        StemConfig(32, 32, 3, 16),
+        BneckConfig(16, 16, 16, 16, 16, 3, 1, 1, True, "relu"),  # no expand conv
+        BneckConfig(16, 16, 16, 64, 24, 5, 2, 1, True, "hard_swish"),
+        BneckConfig(8, 8, 24, 72, 24, 3, 1, 1, False, "relu"),
+        HeadConfig(4, 4, 96, 576, "hard_swish", "applications", 1024, 1000),
+        HeadConfig(4, 4, 96, 576, "hard_swish", "dense", 0, 3),
+        HeadConfig(4, 4, 96, 576, "hard_swish", "features"),
+    ],
+    ids=lambda c: c.key,
+)
+def test_component_weight_bytes_match_the_built_component(config):
+    # The converter folds each batch norm into one bias per channel, so the
+    # float32 weights are every variable except gamma and the moving stats.
+    model = build_component(config)
+    params = sum(
+        int(np.prod(v.shape)) for v in model.weights
+        if not v.path.endswith(("gamma", "moving_mean", "moving_variance"))
+    )
+    assert component_weight_bytes(config) == 4 * params
+    assert component_weight_bytes(OVERHEAD_KEY) == 0
+    with pytest.raises(TypeError, match="config"):
+        component_weight_bytes("stem/1x1x3")
+
+
+def _fake_cpu(root, caches):
+    for i, (level, kind, size) in enumerate(caches):
+        folder = root / "cpu0" / "cache" / f"index{i}"
+        folder.mkdir(parents=True)
+        (folder / "level").write_text(f"{level}\n")
+        (folder / "type").write_text(f"{kind}\n")
+        (folder / "size").write_text(f"{size}\n")
+
+
+def test_l2_cache_bytes_reads_sysfs(tmp_path):
+    _fake_cpu(tmp_path / "a", [(1, "Data", "48K"), (1, "Instruction", "32K"),
+                               (2, "Unified", "2048K"), (3, "Unified", "260M")])
+    assert l2_cache_bytes(sysfs=tmp_path / "a") == 2 * 2**20
+    _fake_cpu(tmp_path / "b", [(1, "Data", "32K"), (2, "Unified", "garbage")])
+    assert l2_cache_bytes(sysfs=tmp_path / "b") is None
+    assert l2_cache_bytes(sysfs=tmp_path / "missing") is None
+    size = l2_cache_bytes()  # This machine: a positive size or unknown.
+    assert size is None or size > 0
+
+
+def test_calibrate_spill(tmp_path):
+    path = tmp_path / "table.json"
+    table = FakeTable(path, cache="warm")
+    small = model_configs(TINY, input_shape=(32, 32, 3), top="dense", classes=3)
+    big = model_configs("small", input_shape=(64, 64, 3))  # 1000-class applications head
+    body = lambda configs: sum(component_weight_bytes(c) for c in configs[:-1]) / 2**20
+    total = lambda configs: sum(component_weight_bytes(c) for c in configs)
+    l2 = (total(small) + total(big)) // 2  # The tiny model fits, the big one does not.
+    assert table.spill_mib(small, l2) == 0.0
+    assert table.spill_mib(big, l2) == pytest.approx(body(big))
+    assert table.spill_mib(big, 0) == table.spill_mib(big, l2)
+    # Components timed cold (mixed: the head; cold: all) never count.
+    assert FakeTable(path, cache="cold").spill_mib(big, 0) == 0.0
+    raw_small = table.predict_configs(small).total_ms
+    raw_big = table.predict_configs(big).total_ms
+    # Nothing to fit when no model exceeds L2: error, nothing stored.
+    with pytest.raises(ValueError, match="larger than the L2 cache"):
+        table.calibrate([(small, raw_small + 1.0)], kind="spill", l2_bytes=l2)
+    assert table.calibration == {}
+    with pytest.raises(ValueError, match="l2_bytes"):
+        table.calibrate([(big, raw_big)], kind="spill", l2_bytes=-1)
+    with pytest.raises(ValueError, match="l2_bytes"):
+        table.calibrate([(big, raw_big)], kind="spill", l2_bytes=1.5)
+    # Least squares through the origin over the spilling models: 0.05 ms/MiB.
+    per_mib = table.calibrate(
+        [(small, raw_small + 0.3), (big, raw_big + 0.05 * body(big))],
+        kind="spill", l2_bytes=l2)
+    assert per_mib == pytest.approx(0.05)
+    prediction = FakeTable(path, cache="warm").predict_configs(big)
+    assert prediction.spill_mib == pytest.approx(body(big))
+    assert prediction.spill_ms_per_mib == pytest.approx(0.05)
+    assert prediction.total_ms == pytest.approx(raw_big + 0.05 * body(big))
+    assert "L2 spill" in str(prediction)
+    # The tiny model fits in L2 (the stored size), so it is unchanged.
+    assert FakeTable(path, cache="warm").predict_configs(small).total_ms == pytest.approx(
+        raw_small)
+    assert FakeTable(path, cache="warm", calibrated=False).predict_configs(
+        big).total_ms == pytest.approx(raw_big)
+    stored = json.loads(path.read_text())["tables"][fingerprint_key(table.fingerprint)]
+    entry = stored["calibration"]["wall/warm/median"]
+    assert (entry["kind"], entry["l2_bytes"]) == ("spill", l2)
+    assert entry["spill_ms_per_mib"] == pytest.approx(0.05)
+    # A model faster than its sum does not make the cost negative.
+    assert table.calibrate([(big, 0.5 * raw_big)], kind="spill", l2_bytes=l2) == 0.0
+    # Re-calibrating with another kind replaces the spill term.
+    table.calibrate([(big, 1.1 * raw_big)], kind="scale")
+    assert FakeTable(path, cache="warm").predict_configs(big).total_ms == pytest.approx(
+        1.1 * raw_big)
+
+
+def test_malformed_spill_calibration_is_not_trusted(tmp_path):
+    path = tmp_path / "table.json"
+    content = json.dumps({"format": "mnv3_layers.latency_table", "version": 1, "tables": {
+        "x": {"fingerprint": {}, "entries": {}, "calibration": {"wall/warm/median": {
+            "intercept_ms": 0.0, "scale": 1.0, "spill_ms_per_mib": -0.1}}}}})
+    path.write_text(content)
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        table = FakeTable(path, cache="warm")
+    assert table.spill_ms_per_mib == 0.0
+    assert (tmp_path / "table.json.corrupt").read_text() == content
 
 
 @pytest.mark.parametrize(
