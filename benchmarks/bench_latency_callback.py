@@ -4,16 +4,19 @@ Target (issue 5): epoch time with the callback / without it <= 1.02.
 
 One `fit` of MobileNetV3-Small (by default alpha 1.0 at 224x224, batch 32:
 the defaults of `mnv3 train` and `examples/finetune_custom_dataset.py`;
-3 classes, `weights=None`, `jit_compile=False`) on generated shapes data
-(`mnv3_layers.datasets.make_shapes_classification`), with
+3 classes, `weights=None`, `jit_compile=False`) on a folder of generated
+shapes images (`--images`, default 640: 512 for training, 128 validated
+after every epoch) read by `mnv3 train`'s own input pipeline
+(`mnv3_layers.training.load_datasets`: decoded, cached, reshuffled every
+epoch, batched, augmented, prefetched), with
 `LatencyCallback(every_n_epochs=2, ...)`: epochs alternate between "with a
 measurement" (2, 4, ...) and "without" (1, 3, ...), so both kinds run
 interleaved in the same process, on the same model and data, under the same
 background load. An epoch's time runs from `on_epoch_begin` to the end of
 the last callback's `on_epoch_end` (the timer is the last callback), so it
-includes the measurement. The first `--warmup-epochs` pairs are left out
-(graph tracing of `fit` and the callback's one-off `tf.function` trace); the
-trace is printed separately.
+includes the validation and the measurement. The first `--warmup-epochs`
+pairs are left out (graph tracing of `fit` and the callback's one-off
+`tf.function` trace); the trace is printed separately.
 
 Printed: median epoch time of each kind, their ratio, the median of the
 per-pair ratios, and the callback's own time per measured epoch relative to
@@ -21,13 +24,21 @@ an unmeasured epoch (a second estimate of the same overhead, less sensitive
 to noise in the training part). Only ratios measured side by side in this run
 mean anything; on a shared machine absolute times do not.
 
-It also lists the epochs whose first training step took more than twice the
-median step: on the shared 2-core machine of 2026-12-07 a first step of
-1-3 s (instead of ~0.47 s) hit up to 7 of 12 epochs, with and without a
-measurement, and the epoch-time ratio came out 1.13-1.17 in five runs at
-224 px, while the callback's own time was 1.4-1.8 % of an epoch and a
-control run with the measurement replaced by a no-op gave 0.98. The
-callback-time estimate is the one to read there.
+Why the training dataset is repeated (`steps_per_epoch` = one pass, so
+each epoch is still one reshuffled pass; `--no-repeat` to switch off): for a
+finite dataset `fit` makes a new iterator every epoch, and on the 2-core
+machine of 2026-12-07 the first training step of about half the epochs then
+took 0.7-3 s longer than the others, with or without the callback (numpy
+input, a cached `tf.data` pipeline, and `load_datasets` alike; 10 epochs of
+a cached `tf.data` pipeline without any callback: 5 such stalls, none once
+repeated). Those stalls, not the callback, decided the epoch-time ratio:
+1.13-1.17 in five runs with numpy input and 1.05 in one with
+`load_datasets` and no repeat, while the callback's own time was 1.4-1.8 %
+of an epoch and a control run with a no-op instead of the measurement gave
+0.98. `mnv3 train` itself did not get faster with a repeated dataset (8
+epochs on 640 images: 100 and 100 s as it is, 106 and 106 s repeated), so
+it is left as it is. The benchmark still lists the epochs whose first step took more than
+twice the median step.
 
 The overhead is about `(warmup + runs) x batch-1 latency` per measured
 epoch, divided by the epoch time: it shrinks with more training images per
@@ -44,7 +55,9 @@ Usage:
 import argparse
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,7 +68,7 @@ import numpy as np  # noqa: E402
 
 from mnv3_layers.applications import MobileNetV3Small  # noqa: E402
 from mnv3_layers.callbacks import LatencyCallback  # noqa: E402
-from mnv3_layers.datasets import make_shapes_classification  # noqa: E402
+from mnv3_layers.training import TrainConfig, load_datasets, write_shapes_folder  # noqa: E402
 
 TARGET = 1.02
 
@@ -101,7 +114,10 @@ class EpochTimer(keras.callbacks.Callback):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=512, help="training images")
+    parser.add_argument("--images", type=int, default=640,
+                        help="generated images (80 %% train, 20 %% validation)")
+    parser.add_argument("--data", default=None,
+                        help="image folder to reuse or fill (default: a new temporary one)")
     parser.add_argument("--size", type=int, default=224, help="image size")
     parser.add_argument("--alpha", type=float, default=1.0, help="width multiplier")
     parser.add_argument("--batch", type=int, default=32, help="training batch size")
@@ -112,6 +128,9 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=int, default=10, help="LatencyCallback runs")
     parser.add_argument("--warmup", type=int, default=2, help="LatencyCallback warmup")
     parser.add_argument("--runtime", default="keras", choices=("keras", "tflite"))
+    parser.add_argument("--no-repeat", dest="repeat", action="store_false",
+                        help="a new training-data iterator every epoch, as `fit` makes "
+                             "for a finite dataset (first-step stalls, see above)")
     return parser.parse_args(argv)
 
 
@@ -122,11 +141,22 @@ def main(argv=None):
         f"({keras.backend.backend()}), {os.cpu_count()} CPUs, {platform.machine()}"
     )
     log(
-        f"MobileNetV3Small alpha {args.alpha} {args.size}x{args.size}, {args.images} images, "
+        f"MobileNetV3Small alpha {args.alpha} {args.size}x{args.size}, {args.images} images "
+        "(80 % train), "
         f"batch {args.batch}, SGD, jit_compile=False; LatencyCallback(runtime="
         f"{args.runtime!r}, every_n_epochs=2, warmup={args.warmup}, runs={args.runs})"
     )
-    x, y = make_shapes_classification(args.images, image_size=args.size, seed=0)
+    # An image folder read by `mnv3 train`'s own input pipeline
+    # (`load_datasets`: decoded, cached, reshuffled every epoch, batched,
+    # augmented with its default flip + translate, prefetched; 20 % held out
+    # for validation after every epoch).
+    folder = args.data or tempfile.mkdtemp(prefix="bench_latency_callback_")
+    if not os.path.isdir(os.path.join(folder, "circle")):
+        write_shapes_folder(folder, args.images, args.size, seed=0)
+    data = load_datasets(
+        TrainConfig(data=folder, image_size=args.size, batch_size=args.batch), log=log
+    )
+    steps = data.steps_per_epoch
     model = MobileNetV3Small(
         input_shape=(args.size, args.size, 3), alpha=args.alpha, weights=None, classes=3
     )
@@ -141,8 +171,11 @@ def main(argv=None):
     )
     timer = EpochTimer()
     epochs = 2 * (args.warmup_epochs + args.pairs)
+    # One iterator for the whole run (see the module docstring), unless --no-repeat.
+    train = data.train.repeat() if args.repeat else data.train
     history = model.fit(
-        x, y, batch_size=args.batch, epochs=epochs, callbacks=[latency, timer], verbose=0
+        train, steps_per_epoch=steps if args.repeat else None, validation_data=data.val,
+        epochs=epochs, callbacks=[latency, timer], shuffle=False, verbose=0,
     )
 
     skip = 2 * args.warmup_epochs
@@ -150,8 +183,7 @@ def main(argv=None):
     with_cb = np.array([timer.seconds[e] for e in range(skip + 1, epochs, 2)])
     cb_time = np.array([latency.seconds[e] for e in range(skip + 1, epochs, 2)])
     first = latency.seconds[1]
-    log(f"\nepochs: {epochs} ({skip} warm-up epochs left out), steps/epoch "
-        f"{int(np.ceil(args.images / args.batch))}")
+    log(f"\nepochs: {epochs} ({skip} warm-up epochs left out), steps/epoch {steps}")
     log(f"  epoch time without measurement: median {np.median(without):.3f} s "
         f"[{', '.join(f'{t:.2f}' for t in without)}]")
     log(f"  epoch time with measurement:    median {np.median(with_cb):.3f} s "
@@ -186,6 +218,8 @@ def main(argv=None):
             "dominates the epoch-time ratio; the callback-time estimates are the "
             "reliable ones in this run.")
     log(f"  final training accuracy: {history.history['accuracy'][-1]:.3f}")
+    if not args.data:
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
