@@ -35,9 +35,11 @@ repeated). Those stalls, not the callback, decided the epoch-time ratio:
 1.13-1.17 in five runs with numpy input and 1.05 in one with
 `load_datasets` and no repeat, while the callback's own time was 1.4-1.8 %
 of an epoch and a control run with a no-op instead of the measurement gave
-0.98. `mnv3 train` itself did not get faster with a repeated dataset (8
-epochs on 640 images: 100 and 100 s as it is, 106 and 106 s repeated), so
-it is left as it is. The benchmark still lists the epochs whose first step took more than
+0.98. `mnv3 train` itself is left as it is: repeated, 8 epochs at 224 px
+took 106 and 106 s against 100 and 100 s as it is; `mnv3 demo` lost its
+occasional 3-4 s epochs (121 and 114 s against 129 and 122 s), but one of
+those two runs did not learn (validation accuracy 0.40, against 0.81-0.94
+in every other demo run), which I did not get to the bottom of. The benchmark still lists the epochs whose first step took more than
 twice the median step.
 
 The overhead is about `(warmup + runs) x batch-1 latency` per measured
