@@ -92,7 +92,10 @@ within +-10 % in each run (worst 8.9, 8.8, 8.3, 8.6 and 8.5 %), with the
 same-model noise floor at 1.4-5.9 %. The raw mixed sum left 8, 8, 8, 11 and
 9 of 12 (worst 11-15 %); a scale instead of the spill term 9 or 10 of 10.
 Fitting on one timing per calibration model instead of the mean of two gave
-8/10 in the noisiest of the five runs (worst 10.8 %). Re-analyzing five
+8/10 in the noisiest of the five runs (worst 10.8 %). Five later runs of
+this script: 10/10 in three (worst 6.2-6.8 %, noise floor 1.9-7.4 %), 0/10
+and 8/10 in two taken during a noisy spell on the host (noise floor 35 % and
+17.6 %): the goal holds only while the same model times alike twice. Re-analyzing five
 older runs of that day with `--reuse` gave 10/10 in three and 7/10 and
 2/10 in the two taken while the machine's speed swung by up to 35 %.
 

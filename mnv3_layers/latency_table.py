@@ -52,7 +52,8 @@ block's weights come from the next cache level. `kind="spill"` adds
 it with `cache="warm"`. On the 2-core Xeon (2 MiB L2 per core) where it was
 written, fitted on MobileNetV3-Small and -Large 1.0 at 224 px, it put all
 10 other variants of `benchmarks/bench_latency_table.py` within +-10 % in
-each of five runs (worst 8.3-8.9 %), where the raw sum left 8-11 of 12.
+8 of 10 runs (worst 6.2-8.9 %; the other two ran while two timings of the
+same model differed by up to 35 %), where the raw sum left 8-11 of 12.
 
 Cache state: timed alone and back to back, a component finds its weights in
 cache ("warm"); inside a whole model they were evicted by the rest of the
