@@ -214,7 +214,8 @@ def parse_args(argv=None):
     parser.add_argument("--calibration", choices=("spill", "scale", "intercept"),
                         default="spill",
                         help="kind of whole-model correction (`LatencyTable.calibrate`); "
-                             "spill: ms per MiB of stem and block weights beyond L2")
+                             "spill: ms per MiB of stem and block weights of models "
+                             "larger than L2")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
