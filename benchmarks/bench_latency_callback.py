@@ -39,8 +39,9 @@ of an epoch and a control run with a no-op instead of the measurement gave
 took 106 and 106 s against 100 and 100 s as it is; `mnv3 demo` lost its
 occasional 3-4 s epochs (121 and 114 s against 129 and 122 s), but one of
 those two runs did not learn (validation accuracy 0.40, against 0.81-0.94
-in every other demo run), which I did not get to the bottom of. The benchmark still lists the epochs whose first step took more than
-twice the median step.
+in every other demo run), which I did not get to the bottom of. The
+benchmark still lists the epochs whose first step took more than twice the
+median step.
 
 The overhead is about `(warmup + runs) x batch-1 latency` per measured
 epoch, divided by the epoch time: it shrinks with more training images per
@@ -153,6 +154,15 @@ def main(argv=None):
     # augmented with its default flip + translate, prefetched; 20 % held out
     # for validation after every epoch).
     folder = args.data or tempfile.mkdtemp(prefix="bench_latency_callback_")
+    try:
+        return run(args, folder)
+    finally:
+        if not args.data:  # The temporary folder goes, even after an error.
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args, folder):
+    """Trains and times on the image folder `folder` (filled first if empty)."""
     if not os.path.isdir(os.path.join(folder, "circle")):
         write_shapes_folder(folder, args.images, args.size, seed=0)
     data = load_datasets(
@@ -220,8 +230,6 @@ def main(argv=None):
             "dominates the epoch-time ratio; the callback-time estimates are the "
             "reliable ones in this run.")
     log(f"  final training accuracy: {history.history['accuracy'][-1]:.3f}")
-    if not args.data:
-        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
