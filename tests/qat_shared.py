@@ -159,3 +159,51 @@ def keras_export():
     path = os.path.join(folder, "keras_int8.tflite")
     export_tflite(keras_qat(), path, quantization="int8", int8_io=True)
     return path, inspect_tflite(path)
+
+
+@functools.lru_cache(maxsize=None)
+def keras_qat_elementwise():
+    """`keras_qat()` rebuilt with `hard_swish="elementwise"`, same trained weights and ranges.
+
+    The element-wise hard-swish adds only fixed-range fake-quant (no
+    variables), so the two QAT models have the same weight list.
+    """
+    from mnv3_layers.quantization import quantize_model
+
+    model = quantize_model(trained(), engine="keras", hard_swish="elementwise")
+    model.set_weights(keras_qat().get_weights())
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def keras_export_elementwise():
+    """`(path, report)`: `keras_qat_elementwise()` exported to int8 (int8 input and output)."""
+    from mnv3_layers.quantization import export_tflite, inspect_tflite
+
+    folder = tempfile.mkdtemp(prefix="mnv3_qat_elementwise_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = os.path.join(folder, "keras_int8_elementwise.tflite")
+    export_tflite(keras_qat_elementwise(), path, quantization="int8", int8_io=True)
+    return path, inspect_tflite(path)
+
+
+def xnnpack_partitions(path):
+    """`(partitions, undelegated op names)` of a .tflite file under LiteRT's XNNPACK delegate.
+
+    Reads the interpreter's node list after delegation: each `DELEGATE` node
+    is one XNNPACK partition; an original node whose output feeds a
+    partition without being produced by one ran outside XNNPACK.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    nodes = interpreter._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    inputs = {int(t) for n in delegates for t in n["inputs"]}
+    outputs = {int(t) for n in delegates for t in n["outputs"]}
+    undelegated = sorted(
+        n["op_name"] for n in nodes if n["op_name"] != "DELEGATE"
+        and any(int(t) in inputs and int(t) not in outputs for t in n["outputs"])
+    )
+    return len(delegates), undelegated

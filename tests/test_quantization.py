@@ -231,6 +231,36 @@ def test_users_own_functional_model_and_backbone_models():
 # === Bad input ===
 
 
+def test_elementwise_hard_swish_option_is_recorded_and_validated(small):
+    qat = quantize_model(small, hard_swish="elementwise")
+    forms = {l.name: (l.activation, l.hard_swish) for l in qat.layers
+             if isinstance(l, keras_engine._QuantLayer)}
+    # Only the hard-swish layers change form; every other layer keeps "op".
+    hard_swish_layers = [n for n, (a, _) in forms.items() if a == "hard_swish"]
+    assert len(hard_swish_layers) == 19  # Small: stem, 8 blocks x 2, last stage x 2
+    assert all(forms[n][1] == "elementwise" for n in hard_swish_layers)
+    assert all(f == "op" for a, f in forms.values() if a != "hard_swish")
+    # No new variables: the element-wise form's intermediate ranges are fixed.
+    default = quantize_model(small)
+    assert [w.shape for w in qat.weights] == [w.shape for w in default.weights]
+    layer = qat.get_layer("expanded_conv_3_expand_activation")
+    assert type(layer).from_config(layer.get_config()).hard_swish == "elementwise"
+    x = np.random.default_rng(0).uniform(-5.0, 5.0, (2, 8, 8, 4)).astype("float32")
+    op = QuantActivation(activation="hard_swish", hard_swish="op")
+    elementwise = QuantActivation(activation="hard_swish", hard_swish="elementwise")
+    op(x, training=True)
+    elementwise(x, training=True)
+    # The same function up to the fixed [0, 1] quantization of the gate (steps of 1/255).
+    step = (np.max(x) - np.min(x)) / 255
+    diff = np.abs(np.asarray(op(x)) - np.asarray(elementwise(x)))
+    assert diff.max() <= step + 5.0 * 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match=r"`hard_swish` must be one of \('op', "
+                                         r"'elementwise'\). Received: hard_swish='fused'"):
+        quantize_model(small, hard_swish="fused")
+    with pytest.raises(ValueError, match=r"Received: hard_swish=None"):
+        quantize_model(small, hard_swish=None)
+
+
 def test_bad_engine_and_unsupported_layers(small):
     with pytest.raises(ValueError, match=r"`engine` must be one of .*engine='tflite'"):
         quantize_model(small, engine="tflite")
@@ -366,6 +396,42 @@ def test_qat_and_int8_export_agree(qat, qat_export):
 
 
 @pytest.mark.slow
+def test_default_int8_export_leaves_hard_swish_outside_xnnpack(qat_export):
+    # LiteRT's XNNPACK delegate does not take an int8 HARD_SWISH: each one
+    # runs on TFLite's own kernel and splits the graph (5 of them here).
+    partitions, undelegated = qat_shared.xnnpack_partitions(qat_export[0])
+    assert undelegated == ["HARD_SWISH"] * 5
+    assert partitions >= 2
+
+
+@pytest.mark.slow
+def test_elementwise_hard_swish_export_runs_in_one_xnnpack_partition(qat, qat_export, tmp_path):
+    qat_elementwise = qat_shared.keras_qat_elementwise()
+    path, report = qat_shared.keras_export_elementwise()
+    assert report.float_ops == ()
+    assert report.stray_quantize_ops == () and report.stray_quantize_pairs == ()
+    assert report.requantize_ops == ()
+    assert report.is_fully_int8 and report.per_channel_weights
+    # Each of the 5 HARD_SWISH ops becomes ADD (+3, fused ReLU6), MUL (x 1/6), MUL (x).
+    expected = dict(qat_export[1].op_histogram)
+    del expected["HARD_SWISH"]
+    expected["ADD"] += 5
+    expected["MUL"] += 10
+    assert report.op_histogram == expected
+    assert qat_shared.xnnpack_partitions(path) == (1, [])
+    # Same trained weights and ranges: the two QAT models predict the same
+    # classes (the gate's [0, 1] range adds at most half a step of 1/255).
+    x, _ = qat_shared.agreement_data()
+    assert qat_shared.top1_agreement(_predict(qat, x), _predict(qat_elementwise, x)) >= 0.99
+    qat_shared.check_qat_int8_agreement(qat_elementwise, path, "Keras (element-wise hard-swish)")
+    # The option survives .keras saving.
+    saved = tmp_path / "qat_elementwise.keras"
+    qat_elementwise.save(saved)
+    loaded = keras.saving.load_model(saved)
+    np.testing.assert_array_equal(_predict(qat_elementwise, x[:16]), _predict(loaded, x[:16]))
+
+
+@pytest.mark.slow
 def test_qat_model_keras_round_trip(qat, data, tmp_path):
     path = tmp_path / "qat.keras"
     qat.save(path)
@@ -456,6 +522,22 @@ def test_qat_example_smoke(tmp_path):
     assert all(w["dtype"] == "int8" and w["num_scales"] == w["channels"] for w in convs)
     assert (tmp_path / "model_int8.tflite").is_file()
     assert (tmp_path / "report.json").is_file()
+
+
+@pytest.mark.slow
+def test_qat_example_smoke_with_elementwise_hard_swish(tmp_path):
+    spec = importlib.util.spec_from_file_location("qat_int8", EXAMPLES / "qat_int8.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--smoke", "--hard-swish", "elementwise", "--output", str(tmp_path)])
+    assert report["hard_swish"] == "elementwise"
+    int8 = report["int8_report"]
+    assert int8["float_ops"] == [] and int8["stray_quantize_ops"] == []
+    # The 19 HARD_SWISH ops become ADD (+3, fused ReLU6), MUL (x 1/6), MUL (x).
+    histogram = int8["op_histogram"]
+    assert "HARD_SWISH" not in histogram
+    assert histogram["ADD"] == 8 + 19 and histogram["MUL"] == 19 + 2 * 19
+    assert qat_shared.xnnpack_partitions(tmp_path / "model_int8.tflite") == (1, [])
 
 
 # === Detection and segmentation heads (slow: conversion) ===

@@ -80,6 +80,14 @@ def tfmot_export(tfmot_qat, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tfmot_qat_elementwise(trained, tfmot_qat):
+    """`tfmot_qat` rebuilt with `hard_swish="elementwise"`, same trained weights and ranges."""
+    qat = quantize_model(trained, engine="tfmot", hard_swish="elementwise")
+    qat.set_weights(tfmot_qat.get_weights())
+    return qat
+
+
+@pytest.fixture(scope="module")
 def small_twin():
     keras.utils.set_random_seed(0)
     model = MobileNetV3Small(input_shape=(SIZE, SIZE, 3), weights=None, classes=10,
@@ -421,3 +429,51 @@ def test_heads_lraspp_is_refused_by_name():
     segmenter = LRASPPSegmenter(num_classes=2, backbone=backbone, filters=8)
     with pytest.raises(ValueError, match=r"'lraspp_head' of type LRASPPHead.*engine='keras'"):
         quantize_model(segmenter, engine="tfmot")
+
+
+@pytest.mark.slow
+def test_elementwise_hard_swish_matches_the_keras_engine(tfmot_qat, tfmot_qat_elementwise,
+                                                         tmp_path):
+    twin_layers = [l for l in tfmot_qat_elementwise.layers
+                   if isinstance(getattr(l, "layer", None), te.TFKerasHardSwish)]
+    assert len(twin_layers) == 5 and all(l.layer.form == "elementwise" for l in twin_layers)
+    path = tmp_path / "tfmot_int8_elementwise.tflite"
+    export_tflite(tfmot_qat_elementwise, path, quantization="int8", int8_io=True)
+    report = inspect_tflite(path)
+    keras_path, keras_report = qat_shared.keras_export_elementwise()
+    assert report.is_fully_int8 and report.float_ops == ()
+    assert report.stray_quantize_ops == () and report.stray_quantize_pairs == ()
+    assert "HARD_SWISH" not in report.op_histogram
+    assert report.op_histogram == keras_report.op_histogram
+    assert report.ops == keras_report.ops
+    assert qat_shared.xnnpack_partitions(path) == (1, [])
+    qat_shared.check_qat_int8_agreement(tfmot_qat_elementwise, str(path),
+                                        "tfmot (element-wise hard-swish)")
+    x, _ = qat_shared.agreement_data()
+    assert qat_shared.top1_agreement(
+        _predict(tfmot_qat, x), _predict(tfmot_qat_elementwise, x)) >= 0.99
+    agreement = qat_shared.top1_agreement(evaluate_tflite(path, x, batch_size=20),
+                                          evaluate_tflite(keras_path, x, batch_size=20))
+    qat_agreement = qat_shared.top1_agreement(
+        _predict(tfmot_qat_elementwise, x), _predict(qat_shared.keras_qat_elementwise(), x))
+    print(f"engines, element-wise hard-swish: int8 files {agreement:.3f}, "
+          f"QAT models {qat_agreement:.3f}")
+    assert agreement >= 0.95, agreement
+    assert agreement >= qat_agreement - 0.01, (agreement, qat_agreement)
+
+
+def test_hard_swish_form_is_validated(trained):
+    with pytest.raises(ValueError, match=r"`hard_swish` must be one of \('op', "
+                                         r"'elementwise'\). Received: hard_swish='fast'"):
+        quantize_model(trained, engine="tfmot", hard_swish="fast")
+    with pytest.raises(ValueError, match=r"`form` must be one of .*Received: form='HS'"):
+        te.TFKerasHardSwish(form="HS")
+    twin = te.build_tf_keras_twin(trained, hard_swish="elementwise")
+    forms = [l.form for l in twin.layers if isinstance(l, te.TFKerasHardSwish)]
+    assert forms == ["elementwise"] * 5
+    config = twin.get_layer(
+        [l.name for l in twin.layers if isinstance(l, te.TFKerasHardSwish)][0]).get_config()
+    assert te.TFKerasHardSwish.from_config(config).form == "elementwise"
+    with pytest.raises(ValueError, match=r"for a tf_keras model, set `form=\"elementwise\"`"
+                                         r".*Received: hard_swish='elementwise'"):
+        quantize_model(twin, engine="tfmot", hard_swish="elementwise")

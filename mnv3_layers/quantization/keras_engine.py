@@ -43,6 +43,12 @@ ranges always include 0):
 - `Conv -> BN -> hard-swish`: fake-quant after BN *and* after hard-swish
   (`HARD_SWISH` is its own int8 op; hard-swish is written as
   `x * relu6(x + 3) * (1/6)` so it converts to one `HARD_SWISH` op).
+  With `hard_swish="elementwise"` it is written as three int8 ops instead,
+  `g = relu6(x + 3)` (an `ADD` with fused ReLU6), `g * (1/6)` (`MUL`) and
+  `x * that` (`MUL`), with fake-quant after each: fixed ranges [0, 6] and
+  [0, 1] for the first two (same int8 values, so the `MUL` by 1/6 loses
+  nothing), the learned output range for the last. LiteRT's XNNPACK
+  delegate runs these three; it does not take an int8 `HARD_SWISH`.
 - `Conv -> hard-sigmoid` (the SE gate): no fake-quant between the conv and
   `+ 3` (the converter folds `+ 3` into the bias and fuses ReLU6), then
   fake-quant after `relu6(x + 3)` and after `* (1/6)` (a `MUL` op).
@@ -101,6 +107,21 @@ _PROBABILITY_RANGE = (0.0, 255.0 / 256.0)
 # Smallest weight range, so an all-zero channel still has a valid scale.
 _MIN_WEIGHT_RANGE = 1e-8
 _ONE_SIXTH = 1.0 / 6.0
+# How a hard-swish is written in the int8 graph (`quantize_model_keras`).
+HARD_SWISH_FORMS = ("op", "elementwise")
+# Fixed ranges of the element-wise hard-swish's intermediate int8 tensors:
+# relu6(x + 3) in [0, 6] and (that) / 6 in [0, 1]. Both have zero point -128
+# and the same int8 values (scales 6/255 and 1/255), so the MUL by 1/6
+# between them is exact.
+_RELU6_RANGE = (0.0, 6.0)
+_UNIT_RANGE = (0.0, 1.0)
+
+
+def _check_hard_swish_form(hard_swish):
+    if not isinstance(hard_swish, str) or hard_swish not in HARD_SWISH_FORMS:
+        raise ValueError(
+            f"`hard_swish` must be one of {HARD_SWISH_FORMS}. Received: hard_swish={hard_swish!r}"
+        )
 
 
 # === Fake-quant primitives ===
@@ -281,13 +302,15 @@ class _QuantLayer(keras.layers.Layer):
     """
 
     def __init__(self, activation="linear", quantize_input=False, range_momentum=0.99,
-                 **kwargs):
+                 hard_swish="op", **kwargs):
         super().__init__(**kwargs)
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"`activation` must be one of {ACTIVATIONS}. Received: activation={activation!r}"
             )
+        _check_hard_swish_form(hard_swish)
         self.activation = activation
+        self.hard_swish = hard_swish
         self.quantize_input = bool(quantize_input)
         self.range_momentum = float(range_momentum)
         # === Layers ===
@@ -321,6 +344,12 @@ class _QuantLayer(keras.layers.Layer):
             x = ops.relu(x)
         elif a == "relu6":
             x = ops.relu6(x)
+        elif a == "hard_swish" and self.hard_swish == "elementwise":
+            # ADD (+3, fused ReLU6) -> MUL (x 1/6) -> MUL (x), each an int8
+            # tensor with a fixed range except the last (output_quantizer).
+            gate = _fake_quant(ops.relu6(ops.add(x, 3.0)), *_RELU6_RANGE)
+            gate = _fake_quant(gate * _ONE_SIXTH, *_UNIT_RANGE)
+            x = x * gate
         elif a == "hard_swish":
             x = hard_swish(x)
         elif a == "hard_sigmoid":
@@ -339,6 +368,7 @@ class _QuantLayer(keras.layers.Layer):
                 "activation": self.activation,
                 "quantize_input": self.quantize_input,
                 "range_momentum": self.range_momentum,
+                "hard_swish": self.hard_swish,
             }
         )
         return config
@@ -1084,10 +1114,11 @@ def _fusable_activation(value, outputs, allow_hard_sigmoid):
 class _Builder:
     """Builds the QAT functional model from a flattened graph."""
 
-    def __init__(self, graph, output_values, range_momentum):
+    def __init__(self, graph, output_values, range_momentum, hard_swish="op"):
         self.graph = graph
         self.outputs = {id(v) for v in output_values}
         self.range_momentum = range_momentum
+        self.hard_swish = hard_swish
         self.tensors = {}
         self.used_names = set()
         self.weight_copies = []
@@ -1115,6 +1146,7 @@ class _Builder:
             "activation": activation,
             "quantize_input": activation in _QUANTIZED_INPUT_ACTIVATIONS,
             "range_momentum": self.range_momentum,
+            "hard_swish": self.hard_swish if activation == "hard_swish" else "op",
             "name": self.unique(name),
         }
 
@@ -1265,7 +1297,7 @@ def _plain(value):
 # === Public API ===
 
 
-def quantize_model_keras(model, range_momentum=0.99, name=None):
+def quantize_model_keras(model, range_momentum=0.99, name=None, hard_swish="op"):
     """Returns a Keras 3 quantization-aware-training copy of a float model.
 
     The QAT model starts from `model`'s float weights (batch norms folded
@@ -1283,6 +1315,21 @@ def quantize_model_keras(model, range_momentum=0.99, name=None):
         range_momentum: momentum of the moving-average activation ranges,
             in [0, 1). Defaults to `0.99`.
         name: name of the QAT model. Defaults to `model.name + "_qat"`.
+        hard_swish: how each hard-swish is written in the int8 file:
+            `"op"`, one `HARD_SWISH` op (the paper's and keras.applications'
+            graph, what phone runtimes and accelerators expect), or
+            `"elementwise"`, `ADD` (+3, fused ReLU6), `MUL` (x 1/6) and
+            `MUL` (x), three int8 ops that LiteRT's XNNPACK delegate runs.
+            XNNPACK does not take an int8 `HARD_SWISH`, so with `"op"` every
+            hard-swish runs on TFLite's own scalar kernel between XNNPACK
+            partitions; on the x86 CPUs measured that kernel dominates the
+            int8 latency (`benchmarks/bench_quantization.py`). Choose
+            `"elementwise"` for an int8 model that runs on an x86 CPU with
+            XNNPACK. (XNNPACK also refuses an int8 `ADD` whose input scale is
+            under 1/1024 of its output's: a hard-swish whose input range is
+            below about 0.006, e.g. in an untrained model, then runs its
+            `ADD` on TFLite's kernel; the result is the same.)
+            Defaults to `"op"`.
 
     Returns:
         An uncompiled functional `keras.Model` with the same inputs and
@@ -1330,6 +1377,7 @@ def quantize_model_keras(model, range_momentum=0.99, name=None):
         )
     if name is not None and not isinstance(name, str):
         raise TypeError(f"`name` must be a string. Received: name={name!r}")
+    _check_hard_swish_form(hard_swish)
     if isinstance(model, keras.Sequential) and not model.built:
         raise ValueError(
             "The Sequential `model` is not built: give it an `Input` or call it once "
@@ -1353,7 +1401,7 @@ def quantize_model_keras(model, range_momentum=0.99, name=None):
     output_struct = graph.model(model, input_struct)
     output_values = keras.tree.flatten(output_struct)
 
-    builder = _Builder(graph, output_values, float(range_momentum))
+    builder = _Builder(graph, output_values, float(range_momentum), hard_swish)
     new_inputs = []
     for value, tensor in zip(input_values, model_inputs):
         history = getattr(tensor, "_keras_history", None)

@@ -26,7 +26,13 @@ exports have the same op graph):
   the bias;
 - one fake quant after each hard-swish, hard-sigmoid and SE multiply
   (`HardSwishQuantizeConfig`, `HardSigmoidQuantizeConfig`,
-  `MultiplyQuantizeConfig`), so hard-swish converts to one `HARD_SWISH` op.
+  `MultiplyQuantizeConfig`), so hard-swish converts to one `HARD_SWISH` op;
+- with `hard_swish="elementwise"`, `TFKerasHardSwish(form="elementwise")`
+  computes `x * fq[0,1](fq[0,6](relu6(x + 3)) * (1/6))` with fixed-range
+  fake quants inside the layer (no variables) and keeps its output fake
+  quant: it converts to `ADD` (fused ReLU6), `MUL`, `MUL`, as the Keras
+  engine's option of the same name (ops LiteRT's XNNPACK delegate runs in
+  int8; it does not take an int8 `HARD_SWISH`).
 
 Why walk the graph instead of rebuilding from the block tables: the walk
 also covers `MobileNetV3Backbone`-based models and users' own functional
@@ -157,19 +163,40 @@ def _define_objects(tfk, tfmot):
     one_sixth = 1.0 / 6.0
     linear = tfk.activations.linear
 
+    def fixed_fake_quant(x, low, high):
+        return tf.quantization.fake_quant_with_min_max_args(
+            x, min=low, max=high, num_bits=8, narrow_range=False)
+
     # === tf_keras layers ===
 
     @register
     class TFKerasHardSwish(tfk.layers.Layer):
         """tf_keras hard-swish layer: `x * relu6(x + 3) * (1/6)`.
 
-        The same function and form as `mnv3_layers.HardSwish` (the form the
-        TFLite converter fuses into one `HARD_SWISH` op), for tf_keras
-        models. Quantize it with `HardSwishQuantizeConfig`.
+        With `form="op"` (default) the same function and form as
+        `mnv3_layers.HardSwish` (the form the TFLite converter fuses into one
+        `HARD_SWISH` op), for tf_keras models. With `form="elementwise"`
+        the gate `relu6(x + 3)` and the gate times 1/6 get fixed-range fake
+        quants ([0, 6] and [0, 1], no variables), so the layer converts to
+        int8 `ADD` (fused ReLU6), `MUL`, `MUL`, which LiteRT's XNNPACK
+        delegate runs. Quantize it with `HardSwishQuantizeConfig` either way.
         """
 
+        def __init__(self, form="op", **kwargs):
+            super().__init__(**kwargs)
+            _check_hard_swish_form(form, "form")
+            self.form = form
+
         def call(self, inputs):
+            if self.form == "elementwise":
+                gate = fixed_fake_quant(tf.nn.relu6(inputs + 3.0), 0.0, 6.0)
+                return inputs * fixed_fake_quant(gate * one_sixth, 0.0, 1.0)
             return inputs * tf.nn.relu6(inputs + 3.0) * one_sixth
+
+        def get_config(self):
+            config = super().get_config()
+            config["form"] = self.form
+            return config
 
         def compute_output_shape(self, input_shape):
             return input_shape
@@ -653,6 +680,14 @@ def _define_objects(tfk, tfmot):
     return objects
 
 
+def _check_hard_swish_form(value, argument="hard_swish"):
+    forms = ("op", "elementwise")
+    if not isinstance(value, str) or value not in forms:
+        raise ValueError(
+            f"`{argument}` must be one of {forms}. Received: {argument}={value!r}"
+        )
+
+
 def __getattr__(name):
     if name in _LAZY_NAMES:
         return _objects()[name]
@@ -706,8 +741,9 @@ _PLAIN_ACTIVATIONS = ("linear", "relu", "relu6")
 class _TwinBuilder:
     """Replays a Keras 3 functional graph with tf_keras layers."""
 
-    def __init__(self, tfk):
+    def __init__(self, tfk, hard_swish="op"):
         self.tfk = tfk
+        self.hard_swish = hard_swish
         self.objects = _objects()
         self.names = set()
         self.copies = []  # (tf_keras layer, Keras 3 layer) whose weights to copy
@@ -793,7 +829,7 @@ class _TwinBuilder:
         config = layer.get_config()
         name = self.unique(name)
         if isinstance(layer, HardSwish):
-            return self.objects["TFKerasHardSwish"](name=name)
+            return self.objects["TFKerasHardSwish"](form=self.hard_swish, name=name)
         if isinstance(layer, HardSigmoid):
             return self.objects["TFKerasHardSigmoid"](name=name)
         if config.get("data_format", "channels_last") != "channels_last":
@@ -836,7 +872,7 @@ class _TwinBuilder:
         elif kind is keras.layers.Activation:
             activation = config["activation"]
             if activation in ("hard_swish", "hard_silu"):
-                return self.objects["TFKerasHardSwish"](name=name)
+                return self.objects["TFKerasHardSwish"](form=self.hard_swish, name=name)
             if activation == "hard_sigmoid":  # Keras 3's is the paper's relu6(x+3)/6
                 return self.objects["TFKerasHardSigmoid"](name=name)
             new = L.Activation(
@@ -954,7 +990,7 @@ def _check_model(model):
         )
 
 
-def build_tf_keras_twin(model):
+def build_tf_keras_twin(model, hard_swish="op"):
     """Builds the flat tf_keras twin of a float Keras 3 model, weights copied.
 
     The twin computes the same function in float (max abs difference ~1e-6):
@@ -967,6 +1003,8 @@ def build_tf_keras_twin(model):
     Args:
         model: a functional (or built Sequential) Keras 3 model built from
             this package's layers and common Keras layers.
+        hard_swish: `form` of every `TFKerasHardSwish`: `"op"` or
+            `"elementwise"` (see `quantize_model_tfmot`). Defaults to `"op"`.
 
     Returns:
         A tf_keras functional model with `model`'s weights.
@@ -977,8 +1015,9 @@ def build_tf_keras_twin(model):
         ImportError: tfmot or tf_keras is not installed (extra `qat`).
     """
     _check_model(model)
+    _check_hard_swish_form(hard_swish)
     tfk, _ = _import_tfmot()
-    builder = _TwinBuilder(tfk)
+    builder = _TwinBuilder(tfk, hard_swish)
     graph = builder.graph_of(model)
     inputs = []
     for tensor in graph.inputs:
@@ -1106,7 +1145,7 @@ def _annotate(twin, range_momentum):
         return tfk.models.clone_model(twin, clone_function=clone)
 
 
-def quantize_model_tfmot(model, range_momentum=0.99, freeze_batch_norm=True):
+def quantize_model_tfmot(model, range_momentum=0.99, freeze_batch_norm=True, hard_swish="op"):
     """Returns a tfmot QAT tf_keras model of a float Keras 3 model.
 
     Builds the flat tf_keras twin (`build_tf_keras_twin`, weights copied),
@@ -1138,6 +1177,12 @@ def quantize_model_tfmot(model, range_momentum=0.99, freeze_batch_norm=True):
             norms into the convolutions with frozen statistics). With
             `False`, tfmot's default: batch statistics in training, moving
             statistics updated. Defaults to `True`.
+        hard_swish: `"op"` (one int8 `HARD_SWISH` op per hard-swish) or
+            `"elementwise"` (int8 `ADD`, `MUL`, `MUL`, which LiteRT's XNNPACK
+            delegate runs; it does not take an int8 `HARD_SWISH`), as the
+            Keras engine's option. For a tf_keras `model`, its own
+            `TFKerasHardSwish` layers' `form` decides and this must stay
+            `"op"`. Defaults to `"op"`.
 
     Returns:
         A tf_keras `Model` of tfmot `QuantizeWrapperV2` layers, starting
@@ -1179,8 +1224,16 @@ def quantize_model_tfmot(model, range_momentum=0.99, freeze_batch_norm=True):
             "`freeze_batch_norm` must be a bool. "
             f"Received: freeze_batch_norm={freeze_batch_norm!r}"
         )
+    _check_hard_swish_form(hard_swish)
     tfk, tfmot = _import_tfmot()
     if isinstance(model, tfk.Model):
+        if hard_swish != "op":
+            raise ValueError(
+                "`hard_swish` applies when the twin is built from a Keras 3 model; for a "
+                "tf_keras model, set `form=\"elementwise\"` on its TFKerasHardSwish layers "
+                "(or build it with `build_tf_keras_twin(model, hard_swish=...)`). "
+                f"Received: hard_swish={hard_swish!r} with tf_keras model {model.name!r}"
+            )
         if not model._is_graph_network:
             raise ValueError(
                 "`model` must be a functional tf_keras model; a subclassed model has "
@@ -1188,7 +1241,7 @@ def quantize_model_tfmot(model, range_momentum=0.99, freeze_batch_norm=True):
             )
         twin = model
     else:
-        twin = build_tf_keras_twin(model)
+        twin = build_tf_keras_twin(model, hard_swish)
     annotated = _annotate(twin, range_momentum)
     annotated.set_weights(twin.get_weights())
     scheme = _objects()["MobileNetV3QuantizeScheme"](range_momentum)
