@@ -196,6 +196,10 @@ def build_parser():
     train.add_argument("--qat-epochs", type=_non_negative_int, default=0,
                        help="epochs of quantization-aware training after the float training; "
                        "--export int8 then exports the QAT model (default: %(default)s)")
+    train.add_argument("--qat-hard-swish", choices=("op", "elementwise"), default="op",
+                       help="int8 hard-swish of the QAT model: one HARD_SWISH op, or "
+                       "ADD/MUL/MUL ops that XNNPACK runs (faster on x86 CPUs) "
+                       "(default: %(default)s)")
     train.add_argument("--export", type=_exports, default=[],
                        help="TFLite files to write: float, dynamic, int8 (comma-separated)")
     train.add_argument("--latency", action="store_true",
@@ -391,6 +395,7 @@ def train_config_from_args(args):
         augment=args.augment,
         shuffle=args.shuffle,
         qat_epochs=args.qat_epochs,
+        qat_hard_swish=args.qat_hard_swish,
         export=tuple(args.export),
         latency=args.latency,
         distribution=args.distribution,

@@ -69,6 +69,7 @@ from mnv3_layers.files import atomic_write, save_model_atomic, write_json_atomic
 VARIANTS = ("small", "large")
 RECIPES = ("default", "sgd", "paper")
 EXPORTS = ("float", "dynamic", "int8")
+HARD_SWISH_FORMS = ("op", "elementwise")
 DISTRIBUTIONS = ("none", "mirrored", "multiworker", "tpu")
 AUGMENTATIONS = ("flip", "vflip", "translate", "rotate", "zoom", "contrast")
 # The extensions keras.utils.image_dataset_from_directory reads; it silently
@@ -235,6 +236,11 @@ class TrainConfig:
         shuffle: shuffle the training images each epoch. Defaults to `True`.
         qat_epochs: epochs of quantization-aware training after the float
             training. Defaults to `0`.
+        qat_hard_swish: how the QAT model (and its int8 file) writes each
+            hard-swish: `"op"`, one `HARD_SWISH` op, or `"elementwise"`,
+            int8 `ADD`/`MUL`/`MUL` ops that LiteRT's XNNPACK delegate runs
+            (much faster int8 files on x86 CPUs), see
+            `mnv3_layers.quantization.quantize_model`. Defaults to `"op"`.
         export: TFLite files to write, a tuple of `"float"`, `"dynamic"`,
             `"int8"`. Defaults to `()`.
         latency: add `LatencyCallback` (the Keras model's batch-1 latency in
@@ -283,6 +289,7 @@ class TrainConfig:
     augment: str = "flip,translate"
     shuffle: bool = True
     qat_epochs: int = 0
+    qat_hard_swish: str = "op"
     export: tuple = ()
     latency: bool = False
     distribution: str = "none"
@@ -358,6 +365,7 @@ class TrainConfig:
         if not isinstance(self.shuffle, bool):
             raise TypeError(f"`shuffle` must be a bool. Received: shuffle={self.shuffle!r}")
         _check_non_negative_int("qat_epochs", self.qat_epochs)
+        _check_choice("qat_hard_swish", self.qat_hard_swish, HARD_SWISH_FORMS)
         export = (self.export,) if isinstance(self.export, str) else tuple(self.export or ())
         for kind in export:
             _check_choice("export", kind, EXPORTS)
@@ -1604,7 +1612,8 @@ def train(config, overwrite=False, callbacks=(), log=print):
             if phase.qat:
                 from mnv3_layers.quantization import quantize_model
 
-                current = quantize_model(model, engine="keras")
+                current = quantize_model(model, engine="keras",
+                                         hard_swish=config.qat_hard_swish)
             else:
                 set_backbone_trainable(model, phase.train_backbone)
             optimizer = make_optimizer(recipe, recipe.learning_rate * phase.lr_factor,

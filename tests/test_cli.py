@@ -62,6 +62,7 @@ def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
         (["train", "--data", "d", "--epochs", "0"], "--epochs: must be a positive integer"),
         (["train", "--data", "d", "--export", "fp16"], "--export: must be one or more of"),
         (["train", "--data", "d", "--recipe", "adamw"], "--recipe: invalid choice"),
+        (["train", "--data", "d", "--qat-hard-swish", "fused"], "--qat-hard-swish: invalid choice"),
         (["train", "--data", "d", "--validation-split", "1.5"], "--validation-split"),
         (["bench"], "required: model"),
         (["summary", "--variant", "tiny"], "--variant: invalid choice"),

@@ -173,6 +173,9 @@ def test_flip_augmentations_are_independent():
         ({"epochs": 2, "freeze_epochs": 3}, "`freeze_epochs` must be <= `epochs`"),
         ({"recipe": "adamw"}, "`recipe` must be one of"),
         ({"export": ("fp16",)}, "`export` must be one of"),
+        ({"qat_hard_swish": "fused"},
+         r"`qat_hard_swish` must be one of \('op', 'elementwise'\). "
+         r"Received: qat_hard_swish='fused'"),
         ({"augment": "blur"}, "`augment` must be 'none' or"),
         ({"image_size": 16}, "`image_size` must be >= 32"),
         ({"distribution": "gpu"}, "`distribution` must be one of"),
@@ -519,7 +522,8 @@ def test_mirrored_strategy_matches_a_single_device(tmp_path):
 
 
 @pytest.mark.slow
-def test_qat_epochs_export_an_int8_model_from_the_qat_model(tmp_path):
+@pytest.mark.parametrize("hard_swish", ["op", "elementwise"])
+def test_qat_epochs_export_an_int8_model_from_the_qat_model(tmp_path, hard_swish):
     """`--qat-epochs 1 --export int8,dynamic`: QAT after the float epoch, int8 from the QAT model."""
     from mnv3_layers.quantization import inspect_tflite
 
@@ -528,7 +532,8 @@ def test_qat_epochs_export_an_int8_model_from_the_qat_model(tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(data=str(data), out=str(out), weights="none", image_size=32,
                          alpha=0.35, epochs=1, batch_size=4, augment="none", qat_epochs=1,
-                         export=("int8", "dynamic"), run_eagerly=True)
+                         qat_hard_swish=hard_swish, export=("int8", "dynamic"),
+                         run_eagerly=True)
     metrics = training.train(config, log=lambda *args: None)
     assert metrics["epochs_completed"] == 2  # 1 float + 1 QAT epoch
     assert 0.0 <= metrics["qat_val_accuracy"] <= 1.0
@@ -537,7 +542,11 @@ def test_qat_epochs_export_an_int8_model_from_the_qat_model(tmp_path):
     assert int8["source"] == "QAT model" and int8["bytes"] == os.path.getsize(int8["path"])
     report = inspect_tflite(int8["path"])
     assert report.float_ops == () and report.stray_quantize_pairs == ()
-    assert report.op_histogram["HARD_SWISH"] > 0
+    if hard_swish == "op":
+        assert report.op_histogram["HARD_SWISH"] > 0
+    else:  # --qat-hard-swish elementwise: ADD/MUL/MUL instead, still fully int8
+        assert "HARD_SWISH" not in report.op_histogram and report.is_fully_int8
+        assert report.op_histogram["MUL"] > 2 * report.op_histogram["ADD"] > 0
     dynamic = metrics["exports"]["dynamic"]
     assert dynamic["source"] == "float model" and os.path.isfile(dynamic["path"])
     # The dynamic-range file keeps float activations: its compute ops are float.
