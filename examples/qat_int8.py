@@ -34,10 +34,13 @@ measured.
 `--hard-swish elementwise` (`quantize_model(..., hard_swish="elementwise")`)
 writes each hard-swish as int8 ADD/MUL/MUL ops, which XNNPACK does run: the
 int8 file is then one XNNPACK partition and, on the x86 CPU measured, faster
-than the float one (MobileNetV3-Large at 224x224: 0.61x the float latency,
-0.38x the default int8 file's; `benchmarks/bench_quantization.py`). The
-default keeps one HARD_SWISH op per hard-swish, the graph phone runtimes and
-accelerators expect.
+than the float one. With this example's defaults on an AVX512-VNNI x86
+machine: int8 0.08 ms against 0.27 ms for the default int8 file and 0.14 ms
+for the float one, with the same accuracy (0.999 Keras engine, 0.991 tfmot;
+QAT vs int8 agreement 1.000 and 0.998). MobileNetV3-Large at 224x224: 0.61x
+the float latency, 0.38x the default int8 file's
+(`benchmarks/bench_quantization.py`). The default keeps one HARD_SWISH op
+per hard-swish, the graph phone runtimes and accelerators expect.
 """
 
 import argparse
