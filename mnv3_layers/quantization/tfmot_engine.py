@@ -681,7 +681,8 @@ def _define_objects(tfk, tfmot):
 
 
 def _check_hard_swish_form(value, argument="hard_swish"):
-    forms = ("op", "elementwise")
+    from mnv3_layers.quantization.keras_engine import HARD_SWISH_FORMS as forms
+
     if not isinstance(value, str) or value not in forms:
         raise ValueError(
             f"`{argument}` must be one of {forms}. Received: {argument}={value!r}"
@@ -993,7 +994,9 @@ def _check_model(model):
 def build_tf_keras_twin(model, hard_swish="op"):
     """Builds the flat tf_keras twin of a float Keras 3 model, weights copied.
 
-    The twin computes the same function in float (max abs difference ~1e-6):
+    The twin computes the same function in float (max abs difference ~1e-6;
+    with `hard_swish="elementwise"` each hard-swish's gate is also rounded to
+    steps of 1/255, as in the int8 file):
     this package's composite layers are flattened into top-level tf_keras
     layers named `"{block}/{sublayer}"` (`"expanded_conv_3/depthwise_bn"`,
     `"expanded_conv_3/squeeze_excite/expand"`), hard-swish and hard-sigmoid
