@@ -25,11 +25,12 @@ accuracy, the agreement was 0.990 with the Keras engine and 0.983 with tfmot;
 with the defaults, 1.000 and 0.999 on 800 images).
 
 Latency is measured on this machine. On the x86 CPUs measured so far (AVX2,
-and AVX512-VNNI) the int8 file ran *slower* than the float one. One likely reason: LiteRT's
-XNNPACK delegate does not take int8 HARD_SWISH, so every int8 hard-swish runs
-on TFLite's own kernel between XNNPACK partitions (the float model is one
-partition). int8 pays off in file size everywhere. The table shows what was
-measured.
+and AVX512-VNNI) the default int8 file ran *slower* than the float one. The
+reason, measured on the AVX512-VNNI machine: LiteRT's XNNPACK delegate does
+not take int8 HARD_SWISH, so every int8 hard-swish runs on TFLite's own
+scalar kernel (about 4 ns per element) between XNNPACK partitions (the float
+model is one partition). int8 pays off in file size everywhere. The table
+shows what was measured.
 
 `--hard-swish elementwise` (`quantize_model(..., hard_swish="elementwise")`)
 writes each hard-swish as int8 ADD/MUL/MUL ops, which XNNPACK does run: the
