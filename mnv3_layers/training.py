@@ -63,13 +63,13 @@ import numpy as np
 from mnv3_layers._validation import check_fraction, check_positive_int
 from mnv3_layers.efficient_last_stage import EfficientLastStage
 from mnv3_layers.files import atomic_write, save_model_atomic, write_json_atomic
+from mnv3_layers.quantization.keras_engine import HARD_SWISH_FORMS
 
 # === Constants ===
 
 VARIANTS = ("small", "large")
 RECIPES = ("default", "sgd", "paper")
 EXPORTS = ("float", "dynamic", "int8")
-HARD_SWISH_FORMS = ("op", "elementwise")
 DISTRIBUTIONS = ("none", "mirrored", "multiworker", "tpu")
 AUGMENTATIONS = ("flip", "vflip", "translate", "rotate", "zoom", "contrast")
 # The extensions keras.utils.image_dataset_from_directory reads; it silently

@@ -149,16 +149,21 @@ def keras_qat():
     return qat_steps(model, x, y)
 
 
-@functools.lru_cache(maxsize=None)
-def keras_export():
-    """`(path, report)`: `keras_qat()` exported to int8 (int8 input and output)."""
+def _int8_export(model, filename):
+    """`(path, report)`: `model` exported to int8 (int8 input and output) in a temporary folder."""
     from mnv3_layers.quantization import export_tflite, inspect_tflite
 
     folder = tempfile.mkdtemp(prefix="mnv3_qat_")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    path = os.path.join(folder, "keras_int8.tflite")
-    export_tflite(keras_qat(), path, quantization="int8", int8_io=True)
+    path = os.path.join(folder, filename)
+    export_tflite(model, path, quantization="int8", int8_io=True)
     return path, inspect_tflite(path)
+
+
+@functools.lru_cache(maxsize=None)
+def keras_export():
+    """`(path, report)`: `keras_qat()` exported to int8 (int8 input and output)."""
+    return _int8_export(keras_qat(), "keras_int8.tflite")
 
 
 @functools.lru_cache(maxsize=None)
@@ -178,13 +183,7 @@ def keras_qat_elementwise():
 @functools.lru_cache(maxsize=None)
 def keras_export_elementwise():
     """`(path, report)`: `keras_qat_elementwise()` exported to int8 (int8 input and output)."""
-    from mnv3_layers.quantization import export_tflite, inspect_tflite
-
-    folder = tempfile.mkdtemp(prefix="mnv3_qat_elementwise_")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    path = os.path.join(folder, "keras_int8_elementwise.tflite")
-    export_tflite(keras_qat_elementwise(), path, quantization="int8", int8_io=True)
-    return path, inspect_tflite(path)
+    return _int8_export(keras_qat_elementwise(), "keras_int8_elementwise.tflite")
 
 
 def xnnpack_partitions(path):
