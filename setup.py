@@ -17,12 +17,14 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # Every sub-package of mnv3_layers/ that exists (quantization, datasets, ...),
-    # plus the repository folder applications/ installed as mnv3_layers.applications.
+    # Every sub-package of mnv3_layers/ that exists (layers, architecture, ...),
+    # plus the repository folder applications/ (and its sub-packages) installed
+    # as mnv3_layers.applications.
     packages=(
         ["mnv3_layers"]
         + ["mnv3_layers." + name for name in find_packages("mnv3_layers")]
         + ["mnv3_layers.applications"]
+        + ["mnv3_layers.applications." + name for name in find_packages("applications")]
     ),
     package_dir={"mnv3_layers.applications": "applications"},
     install_requires=["tensorflow==2.21.*", "keras>=3.15", "numpy", "h5py"],

@@ -30,19 +30,15 @@ import keras
 from mnv3_layers._registry import register
 from mnv3_layers._validation import check_fraction
 from mnv3_layers.applications import weights as weights_lib
-from mnv3_layers.applications.mobilenet_v3 import (
+from mnv3_layers.applications.mobilenet_v3 import build_stem_and_blocks, check_input_shape
+from mnv3_layers.architecture.block_spec import (
     BN_EPSILON,
     block_name,
-    build_stem_and_blocks,
-    check_input_shape,
-)
-from mnv3_layers.block_spec import (
-    architecture_from_dict,
     get_architecture,
     resolve_architecture,
     tail_start_index,
 )
-from mnv3_layers.efficient_last_stage import EfficientLastStage
+from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
 
 STEM_TAP = "conv_activation"
 LAST_STAGE_TAP = "last_stage"
@@ -83,21 +79,10 @@ def _check_bool(name, value):
         raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
 
 
-def _spec_from_variant(variant):
-    """`"large"`, `"small"`, an `ArchitectureSpec` or its `get_config` dict -> spec."""
-    if isinstance(variant, dict):
-        return architecture_from_dict(variant, argument="variant")
-    if isinstance(variant, str) and variant != variant.lower():
-        variant_lower = variant.lower()
-        if variant_lower in ("large", "small"):
-            variant = variant_lower
-    return get_architecture(variant)
-
-
 def _variant_config(variant):
     if isinstance(variant, str):
         return variant.lower()
-    spec = _spec_from_variant(variant)
+    spec = get_architecture(variant)
     return {
         "name": spec.name,
         "stem": dataclasses.asdict(spec.stem),
@@ -148,7 +133,7 @@ def feature_taps(
     [('conv_activation', 2, 16), ('expanded_conv', 4, 16), ('expanded_conv_2', 8, 24), \
 ('expanded_conv_7', 16, 48), ('last_stage', 32, 576)]
     """
-    spec = _spec_from_variant(variant)
+    spec = get_architecture(variant)
     arch = resolve_architecture(
         spec, alpha, minimalistic, output_stride, reduced_tail=reduced_tail
     )
@@ -280,7 +265,7 @@ class MobileNetV3Backbone(keras.Model):
                 "mnv3_layers builds channels_last models only. Received: "
                 f"keras.config.image_data_format()={keras.config.image_data_format()!r}"
             )
-        spec = _spec_from_variant(variant)
+        spec = get_architecture(variant)
         _check_bool("minimalistic", minimalistic)
         _check_bool("include_preprocessing", include_preprocessing)
         _check_bool("reduced_tail", reduced_tail)

@@ -33,7 +33,7 @@ from keras import ops
 
 from mnv3_layers._registry import register
 from mnv3_layers._validation import check_fraction, check_positive_int
-from mnv3_layers.hard_sigmoid import HardSigmoid
+from mnv3_layers.layers.hard_sigmoid import HardSigmoid
 
 GATES = ("sigmoid", "hard_sigmoid")
 POOLINGS = ("global", "crop")
@@ -328,6 +328,14 @@ class ResizeLike(keras.layers.Layer):
 
     Input: `[x, reference]`. Output: `x` resized to `reference`'s height
     and width.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from mnv3_layers.applications.lraspp import ResizeLike
+    >>> x, reference = np.ones((1, 4, 4, 2), "float32"), np.ones((1, 16, 16, 3), "float32")
+    >>> tuple(ResizeLike()([x, reference]).shape)
+    (1, 16, 16, 2)
     """
 
     def __init__(self, min_size=1, **kwargs):

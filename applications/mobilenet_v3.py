@@ -12,20 +12,14 @@ import numbers
 
 import keras
 
-from mnv3_layers._activation_layer import activation_layer
+from mnv3_layers.layers._activation import activation_layer
 from mnv3_layers._validation import check_fraction
 from mnv3_layers.applications import weights as weights_lib
-from mnv3_layers.block_spec import resolve_architecture
-from mnv3_layers.efficient_last_stage import EfficientLastStage
-from mnv3_layers.inverted_residual import InvertedResidual
+from mnv3_layers.architecture.block_spec import BN_EPSILON, block_name, resolve_architecture
+from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
+from mnv3_layers.layers.inverted_residual import InvertedResidual
 
-BN_EPSILON = 1e-3
 MIN_INPUT_SIZE = 32
-
-
-def block_name(index):
-    """Layer name of bneck block `index`, as in keras.applications."""
-    return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
 
 
 def expansion_output_key(index):

@@ -52,6 +52,7 @@ from keras import ops
 from mnv3_layers._registry import register
 from mnv3_layers._validation import check_fraction
 from mnv3_layers.applications.backbone import LAST_STAGE_TAP, MobileNetV3Backbone
+from mnv3_layers.architecture.block_spec import BN_EPSILON
 
 CV_INSTALL_HINT = 'pip install "mnv3-layers[cv]"'
 BOUNDING_BOX_FORMATS = (
@@ -69,7 +70,6 @@ ANCHOR_MAX_SCALE = 0.95
 CLASS_PRIOR = 0.01
 FOCAL_ALPHA = 0.75
 FOCAL_GAMMA = 2.0
-BN_EPSILON = 1e-3
 _BACKGROUND = -1.0
 _IGNORE = -2.0
 

@@ -30,8 +30,8 @@ import h5py
 import keras
 import numpy as np
 
-from mnv3_layers.efficient_last_stage import EfficientLastStage
-from mnv3_layers.inverted_residual import InvertedResidual
+from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
+from mnv3_layers.layers.inverted_residual import InvertedResidual
 
 # Same location, file names and hashes as keras.applications.mobilenet_v3.
 # Module attributes so tests (and mirrors) can point them elsewhere.

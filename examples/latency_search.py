@@ -31,7 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mnv3_layers.applications import MobileNetV3Backbone  # noqa: E402
-from mnv3_layers.block_spec import (  # noqa: E402
+from mnv3_layers.architecture.block_spec import (  # noqa: E402
     ArchitectureSpec,
     BlockSpec,
     LastStageSpec,

@@ -2,7 +2,7 @@
 
 import sys
 
-from mnv3_layers.cli import main
+from mnv3_layers.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

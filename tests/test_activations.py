@@ -8,7 +8,7 @@ import pytest
 
 import mnv3_layers
 from mnv3_layers import HardSigmoid, HardSwish
-from mnv3_layers.activations import hard_sigmoid, hard_swish
+from mnv3_layers.layers.ops import hard_sigmoid, hard_swish
 
 X = np.array([-3.5, -3.0, 0.0, 3.0, 3.5], "float32")
 HARD_SIGMOID_AT_X = [0.0, 0.0, 0.5, 1.0, 1.0]
@@ -26,8 +26,8 @@ def test_package_exports_the_functions():
     names; importing them after the functions rebinds the package attribute
     to the module.
     """
-    assert mnv3_layers.hard_sigmoid is hard_sigmoid
-    assert mnv3_layers.hard_swish is hard_swish
+    assert mnv3_layers.layers.hard_sigmoid is hard_sigmoid
+    assert mnv3_layers.layers.hard_swish is hard_swish
     from mnv3_layers import hard_sigmoid as imported
 
     assert callable(imported)

@@ -6,7 +6,7 @@ import pytest
 
 from mnv3_layers import EfficientLastStage, InvertedResidual
 from mnv3_layers.applications import MobileNetV3Large, MobileNetV3Small
-from mnv3_layers.block_spec import resolve_architecture
+from mnv3_layers.architecture.block_spec import resolve_architecture
 
 # (builder, alpha, minimalistic): every variant keras.applications ships weights for.
 VARIANTS = [

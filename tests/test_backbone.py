@@ -12,7 +12,7 @@ import pytest
 from mnv3_layers import InvertedResidual
 from mnv3_layers.applications import MobileNetV3Backbone, MobileNetV3Large, MobileNetV3Small
 from mnv3_layers.applications.backbone import FeatureInfo, feature_taps
-from mnv3_layers.block_spec import (
+from mnv3_layers.architecture.block_spec import (
     LARGE,
     SMALL,
     ArchitectureSpec,

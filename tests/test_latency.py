@@ -156,7 +156,7 @@ def test_keras_threads_warn_once_and_note(monkeypatch):
         and tf.config.threading.get_inter_op_parallelism_threads() == 1
     ):
         pytest.skip("TensorFlow already runs single-threaded here")
-    monkeypatch.setattr(latency_lib, "_THREAD_WARNINGS", set())
+    monkeypatch.setattr(latency_lib.measure, "_THREAD_WARNINGS", set())
     model = tiny_model()
     with pytest.warns(RuntimeWarning, match="num_threads=1 was not applied"):
         report = measure_latency(model, num_threads=1, **FAST)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mnv3_layers import SMALL, ArchitectureSpec, BlockSpec
-from mnv3_layers.block_spec import LastStageSpec, StemSpec
+from mnv3_layers.architecture.block_spec import LastStageSpec, StemSpec
 from mnv3_layers.latency_table import (
     OVERHEAD_KEY,
     STAT_KEYS,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mnv3_layers.applications import MobileNetV3Large, MobileNetV3Small
-from mnv3_layers.block_spec import LARGE, resolve_architecture
-from mnv3_layers.make_divisible import make_divisible
+from mnv3_layers.architecture.block_spec import LARGE, resolve_architecture
+from mnv3_layers.layers.make_divisible import make_divisible
 from mnv3_layers.profile import LayerProfile, Profile, profile
 
 APPLICATIONS = {

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mnv3_layers import LARGE, SMALL, ArchitectureSpec, BlockSpec, resolve_architecture
-from mnv3_layers.block_spec import LastStageSpec, StemSpec
+from mnv3_layers.architecture.block_spec import LastStageSpec, StemSpec
 from mnv3_layers.datasets import make_shapes_classification
 from mnv3_layers.latency_table import OVERHEAD_KEY, STAT_KEYS, LatencyTable, model_configs
 from mnv3_layers.search import (

@@ -28,7 +28,7 @@ from mnv3_layers.applications.ssdlite import (  # noqa: E402
     default_extra_filters,
     mean_average_precision,
 )
-from mnv3_layers.block_spec import SMALL, tail_start_index  # noqa: E402
+from mnv3_layers.architecture.block_spec import SMALL, tail_start_index  # noqa: E402
 from mnv3_layers.datasets import make_shapes_detection  # noqa: E402
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"

@@ -231,7 +231,7 @@ def test_output_folder_without_results_takes_a_new_configuration(tmp_path):
 def test_truncate_csv_log_keeps_earlier_epochs(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n")
-    training._truncate_csv_log(str(path), 2)
+    training.run_folder._truncate_csv_log(str(path), 2)
     assert path.read_text().splitlines() == ["epoch,loss", "0,1.0", "1,0.9"]
     assert training.read_training_log(str(path)) == {"epoch": [0.0, 1.0], "loss": [1.0, 0.9]}
 

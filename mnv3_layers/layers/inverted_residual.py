@@ -1,6 +1,6 @@
 import keras
 
-from mnv3_layers._activation_layer import activation_layer
+from mnv3_layers.layers._activation import activation_layer
 from mnv3_layers._registry import register
 from mnv3_layers._validation import (
     check_activation,
@@ -10,8 +10,8 @@ from mnv3_layers._validation import (
     check_positive_number,
     check_strides,
 )
-from mnv3_layers.make_divisible import make_divisible
-from mnv3_layers.squeeze_excite import SqueezeExcite
+from mnv3_layers.layers.make_divisible import make_divisible
+from mnv3_layers.layers.squeeze_excite import SqueezeExcite
 
 
 @register

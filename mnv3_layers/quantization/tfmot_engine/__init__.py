@@ -69,11 +69,11 @@ import threading
 
 import keras
 
-from mnv3_layers.efficient_last_stage import EfficientLastStage
-from mnv3_layers.hard_sigmoid import HardSigmoid
-from mnv3_layers.hard_swish import HardSwish
-from mnv3_layers.inverted_residual import InvertedResidual
-from mnv3_layers.squeeze_excite import SqueezeExcite
+from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
+from mnv3_layers.layers.hard_sigmoid import HardSigmoid
+from mnv3_layers.layers.hard_swish import HardSwish
+from mnv3_layers.layers.inverted_residual import InvertedResidual
+from mnv3_layers.layers.squeeze_excite import SqueezeExcite
 
 QAT_EXTRA = 'pip install "mnv3-layers[qat]"'
 

@@ -2,8 +2,8 @@ import keras
 
 from mnv3_layers._registry import register
 from mnv3_layers._validation import check_fraction, check_positive_int
-from mnv3_layers.hard_sigmoid import HardSigmoid
-from mnv3_layers.make_divisible import make_divisible
+from mnv3_layers.layers.hard_sigmoid import HardSigmoid
+from mnv3_layers.layers.make_divisible import make_divisible
 
 
 @register

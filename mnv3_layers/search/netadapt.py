@@ -73,25 +73,25 @@ import warnings
 import numpy as np
 
 from mnv3_layers._validation import check_fraction, check_positive_int
-from mnv3_layers import block_spec
+from mnv3_layers.architecture import block_spec
 from mnv3_layers.files import save_model_atomic
-from mnv3_layers.block_spec import (
+from mnv3_layers.architecture.block_spec import (
     ArchitectureSpec,
     BlockSpec,
     LastStageSpec,
     StemSpec,
+    block_name,
     get_architecture,
     resolve_architecture,
 )
-from mnv3_layers.latency_table import (
-    LatencyTable,
+from mnv3_layers.latency.components import model_configs
+from mnv3_layers.latency.table import LatencyTable, write_json_atomic
+from mnv3_layers.latency.tflite import (
     TFLiteTimer,
     _batch_one,
     convert_float_tflite,
     measure_tflite,
-    model_configs,
     time_runners,
-    write_json_atomic,
 )
 
 STATE_VERSION = 1
@@ -137,14 +137,6 @@ def load_architecture(path):
         return architecture_from_dict(json.load(f))
 
 
-def _as_spec(variant):
-    if isinstance(variant, dict):
-        return architecture_from_dict(variant)
-    if isinstance(variant, str):
-        variant = variant.lower()
-    return get_architecture(variant)
-
-
 def flatten_architecture(variant="small", alpha=1.0, minimalistic=False):
     """A block table with absolute widths, alpha and minimalistic applied once.
 
@@ -159,7 +151,7 @@ def flatten_architecture(variant="small", alpha=1.0, minimalistic=False):
     >>> [(b.exp_size, b.filters) for b in spec.blocks[:3]]
     [(16, 8), (40, 16), (56, 16)]
     """
-    spec = _as_spec(variant)
+    spec = get_architecture(variant)
     arch = resolve_architecture(spec, alpha, minimalistic)
     blocks = tuple(
         BlockSpec(
@@ -337,7 +329,7 @@ def build_classifier(spec, input_shape, num_classes, bn_momentum=0.9, dropout_ra
 
     from mnv3_layers.applications import MobileNetV3Backbone
 
-    spec = _as_spec(spec)
+    spec = get_architecture(spec)
     inputs = keras.Input(tuple(input_shape))
     backbone = MobileNetV3Backbone(
         variant=spec, input_shape=tuple(input_shape), bn_momentum=bn_momentum,
@@ -374,8 +366,7 @@ def _variable_axes(model, spec):
     pairs = _conv_axes(backbone.get_layer("conv"), [None, None, None, stem])
     pairs += _bn_axes(backbone.get_layer("conv_bn"), stem)
     for block in arch.blocks:
-        layer = backbone.get_layer("expanded_conv" if block.index == 0
-                                   else f"expanded_conv_{block.index}")
+        layer = backbone.get_layer(block_name(block.index))
         space_in, space_out = group_of[block.index], group_of[block.index + 1]
         exp = f"e{block.index}" if block.has_expand else space_in
         if layer.expand is not None:
@@ -412,7 +403,7 @@ def inherit_weights(parent, child, parent_spec, child_spec):
         ValueError: the two models do not have the same structure or a child
             space is wider than the parent's.
     """
-    parent_spec, child_spec = _as_spec(parent_spec), _as_spec(child_spec)
+    parent_spec, child_spec = get_architecture(parent_spec), get_architecture(child_spec)
     if _structure(parent_spec) != _structure(child_spec):
         raise ValueError(
             "`parent_spec` and `child_spec` must have the same expand convolutions and "
@@ -1286,22 +1277,3 @@ def netadapt_search(
         architecture_path=path(ARCHITECTURE_FILE), model_path=path(MODEL_FILE),
         log_path=path(LOG_FILE), history=list(state["history"]), **fields,
     )
-
-
-__all__ = [
-    "Proposal",
-    "SearchInterrupted",
-    "SearchResult",
-    "apply_proposal",
-    "architecture_from_dict",
-    "architecture_to_dict",
-    "bottleneck_groups",
-    "build_classifier",
-    "candidate_widths",
-    "enumerate_proposals",
-    "flatten_architecture",
-    "inherit_weights",
-    "load_architecture",
-    "minimal_architecture",
-    "netadapt_search",
-]

@@ -3,7 +3,7 @@
 import keras
 
 from mnv3_layers._validation import check_activation
-from mnv3_layers.hard_swish import HardSwish
+from mnv3_layers.layers.hard_swish import HardSwish
 
 
 def activation_layer(activation, name=None, dtype=None):

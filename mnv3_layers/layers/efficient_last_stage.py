@@ -1,6 +1,6 @@
 import keras
 
-from mnv3_layers._activation_layer import activation_layer
+from mnv3_layers.layers._activation import activation_layer
 from mnv3_layers._registry import register
 from mnv3_layers._validation import (
     check_activation,

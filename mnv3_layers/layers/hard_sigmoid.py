@@ -1,21 +1,24 @@
 import keras
 
 from mnv3_layers._registry import register
-from mnv3_layers.activations import hard_swish
+from mnv3_layers.layers.ops import hard_sigmoid
 
 
 @register
-class HardSwish(keras.layers.Layer):
-    """Hard swish activation layer of MobileNetV3.
+class HardSigmoid(keras.layers.Layer):
+    """Hard sigmoid activation layer of MobileNetV3.
 
     Formula:
 
     ```
-    hard_swish(x) = x * relu6(x + 3) / 6
+    hard_sigmoid(x) = relu6(x + 3) / 6
+                    = 0            if x <= -3
+                    = x / 6 + 0.5  if -3 < x < 3
+                    = 1            if x >= 3
     ```
 
-    computed as `x * relu6(x + 3) * (1/6)`, the pattern the TFLite converter
-    fuses into a single `HARD_SWISH` op.
+    This is the paper's piecewise-linear sigmoid, not `tf_keras`'s
+    `hard_sigmoid` (`0.2 * x + 0.5`), which is a different function.
 
     Args:
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -25,9 +28,9 @@ class HardSwish(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> from mnv3_layers import HardSwish
-    >>> [float(v) for v in HardSwish()(np.array([-3.5, -3.0, 0.0, 3.0, 3.5]))]
-    [-0.0, -0.0, 0.0, 3.0, 3.5]
+    >>> from mnv3_layers import HardSigmoid
+    >>> [float(v) for v in HardSigmoid()(np.array([-3.5, -3.0, 0.0, 3.0, 3.5]))]
+    [0.0, 0.0, 0.5, 1.0, 1.0]
 
     Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 5.2.
     """
@@ -37,7 +40,7 @@ class HardSwish(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs):
-        return hard_swish(inputs)
+        return hard_sigmoid(inputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

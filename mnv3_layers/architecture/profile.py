@@ -1,0 +1,524 @@
+"""Parameter and multiply-add profile of a MobileNetV3 variant, from its table alone.
+
+`profile(...)` reads `resolve_architecture(...)` (the one place where `alpha`,
+`minimalistic` and the output stride are applied) and returns, for the stem,
+every bneck block, the last stage and the classifier: input/output spatial
+size and channels, parameters and multiply-adds. No Keras model is built, so
+a profile costs microseconds and needs no backend.
+
+Parameters are counted as Keras' `model.count_params()` does: every weight,
+including batch-norm moving mean and variance (`non_trainable_params`).
+The layers are those of `mnv3_layers.applications` (and, equally,
+`keras.applications`): convolutions without bias, each followed by a batch
+norm with `gamma, beta, moving_mean, moving_variance`; SE 1x1 convolutions
+with bias; the pooled last-stage 1x1 convolution and the classifier with
+bias and no batch norm.
+
+Spatial sizes use `"same"` padding: every stride-2 layer maps a size `n` to
+`ceil(n / 2)`. A dilated depthwise convolution (`output_stride` 16 or 8)
+keeps its input size and costs as much as an undilated one.
+
+Multiply-add (MAdds) convention
+-------------------------------
+`madds` counts multiply-accumulates of weight layers only, one per weight per
+output position (biases are not counted):
+
+- the stem convolution, the 1x1 expand, depthwise and 1x1 project
+  convolutions of each block, the last stage's full-resolution 1x1
+  convolution: `H_out * W_out * k * k * C_in * C_out` (depthwise:
+  `H_out * W_out * k * k * C`);
+- the two SE 1x1 convolutions, which run on the pooled 1x1 map:
+  `C * C_squeeze + C_squeeze * C`;
+- the pooled last-stage 1x1 convolution (`C * 1280`) and the classifier
+  (`1280 * classes`), also on a 1x1 map.
+
+Not counted: batch norm (folded into the preceding convolution at
+inference: 0), activations (ReLU, hard-swish, hard-sigmoid), the SE global
+pool and channel-wise multiply, residual adds and the global average pool of
+the last stage. These elementwise operations are reported separately, per
+row and in total, as `elementwise_ops` (one per element: pool = one add per
+input element, SE multiply and residual add = one per output element), so
+either convention can be read off the report. Activations are left out of
+`elementwise_ops` too.
+
+Which published numbers this matches
+------------------------------------
+At 224x224, 1000 classes (`madds` as defined above; the last column adds
+`elementwise_ops`):
+
+======================  =========  ================  ===========  ============
+variant                 params     trainable_params  madds        + elementw.
+======================  =========  ================  ===========  ============
+Large 1.0               5,507,432  5,483,032         216,589,760  218,254,976
+Large 0.75              4,012,616  3,993,528         154,560,624  155,953,008
+Large 1.0 minimalistic  3,948,688  3,924,288         209,136,704  209,607,104
+Small 1.0               2,554,968  2,542,856          56,510,400   57,162,688
+Small 0.75              2,051,552  2,041,872          43,399,344   43,948,144
+======================  =========  ================  ===========  ============
+
+`madds` (weight-layer MACs only) is the convention these numbers follow:
+
+- Large: 216.6 M is the 217 M published with the TF-slim checkpoints, and
+  the same rule gives 155 M for Large 0.75 and 209 M for Large minimalistic,
+  the published values for those models. The paper's Table 3 says 219 M for
+  Large 1.0: 2.4 M more. That is about the size of the elementwise work left
+  out (SE pools and multiplies, residual adds and the final pool are 1.7 M;
+  activations another ~3.8 M elements), so the paper most likely counted
+  some of it, but no single rule over this architecture gives exactly
+  219 M (adding `elementwise_ops` gives 218.3 M), and the paper does not
+  state its rules.
+- Small: 56.5 M matches the paper's Table 3 (56 M). Counting the elementwise
+  work would move it away (57.2 M). The 66 M quoted in other places is not
+  reachable from this architecture by any of these conventions (every
+  pool, multiply, add and activation element together adds under 2.5 M);
+  it must describe a different network or counting rule.
+- Params: the paper's 5.4 M / 2.5 M (Large / Small 1.0) are the trainable
+  weights (5.48 M / 2.54 M), truncated; `params` also holds the batch-norm
+  moving statistics, as `count_params()` does.
+
+Example:
+
+>>> from mnv3_layers.profile import profile
+>>> report = profile("large", alpha=1.0, input_size=224)
+>>> report.params, report.madds
+(5507432, 216589760)
+>>> report.rows[1].name, report.rows[1].output_size
+('expanded_conv', (112, 112))
+
+Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, Table 3.
+"""
+
+import dataclasses
+import math
+import numbers
+
+from mnv3_layers.architecture.block_spec import (
+    ArchitectureSpec,
+    block_name,
+    get_architecture,
+    resolve_architecture,
+)
+from mnv3_layers.layers.make_divisible import make_divisible
+
+# Rounding multiple used by the layers for expanded and squeeze widths.
+_DIVISOR = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerProfile:
+    """One row of a `Profile`: a stem, bneck, last-stage or classifier layer.
+
+    Attributes:
+        name: layer name in `mnv3_layers.applications` (`"conv"`,
+            `"expanded_conv"`, `"expanded_conv_1"`, ..., `"last_stage"`,
+            `"logits"`).
+        kind: `"stem"`, `"bneck"`, `"last_stage"` or `"classifier"`.
+        description: short operator summary (kernel, widths, SE, activation,
+            stride, dilation).
+        input_size: `(height, width)` of the input.
+        input_channels: channels of the input.
+        output_size: `(height, width)` of the output.
+        output_channels: channels of the output.
+        params: all weights, as `count_params()` counts them.
+        trainable_params: weights without batch-norm moving statistics.
+        madds: multiply-accumulates of the weight layers (see module docs).
+        elementwise_ops: pool adds, SE multiplies and residual adds (not in
+            `madds`).
+    """
+
+    name: str
+    kind: str
+    description: str
+    input_size: tuple
+    input_channels: int
+    output_size: tuple
+    output_channels: int
+    params: int
+    trainable_params: int
+    madds: int
+    elementwise_ops: int
+
+    @property
+    def non_trainable_params(self):
+        return self.params - self.trainable_params
+
+    def to_dict(self):
+        out = dataclasses.asdict(self)
+        out["input_size"] = list(self.input_size)
+        out["output_size"] = list(self.output_size)
+        out["non_trainable_params"] = self.non_trainable_params
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Per-layer and total parameters and multiply-adds of one model.
+
+    Attributes:
+        variant: architecture name (`"large"`, `"small"` or a spec's name).
+        alpha: width multiplier.
+        minimalistic: whether the minimalistic variant is profiled.
+        input_size: `(height, width)` of the input image.
+        include_top: whether the pooled head and classifier are included.
+        classes: classifier width (`None` when `include_top` is False).
+        output_stride: 32, 16 or 8.
+        rows: tuple of `LayerProfile`, in model order.
+    """
+
+    variant: str
+    alpha: float
+    minimalistic: bool
+    input_size: tuple
+    include_top: bool
+    classes: object
+    output_stride: int
+    rows: tuple
+
+    @property
+    def params(self):
+        """All weights, equal to `model.count_params()`."""
+        return sum(row.params for row in self.rows)
+
+    @property
+    def trainable_params(self):
+        return sum(row.trainable_params for row in self.rows)
+
+    @property
+    def non_trainable_params(self):
+        return self.params - self.trainable_params
+
+    @property
+    def madds(self):
+        return sum(row.madds for row in self.rows)
+
+    @property
+    def elementwise_ops(self):
+        return sum(row.elementwise_ops for row in self.rows)
+
+    def __getitem__(self, name):
+        """The row named `name` (e.g. `report["expanded_conv_3"]`)."""
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(
+            f"No layer named {name!r}. Layers: {[row.name for row in self.rows]}"
+        )
+
+    def to_dict(self):
+        """Plain-Python (JSON-serializable) form: settings, rows and totals."""
+        return {
+            "variant": self.variant,
+            "alpha": self.alpha,
+            "minimalistic": self.minimalistic,
+            "input_size": list(self.input_size),
+            "include_top": self.include_top,
+            "classes": self.classes,
+            "output_stride": self.output_stride,
+            "rows": [row.to_dict() for row in self.rows],
+            "totals": {
+                "params": self.params,
+                "trainable_params": self.trainable_params,
+                "non_trainable_params": self.non_trainable_params,
+                "madds": self.madds,
+                "elementwise_ops": self.elementwise_ops,
+            },
+        }
+
+    def __str__(self):
+        def size(hw, channels):
+            return f"{hw[0]}x{hw[1]}x{channels}"
+
+        header = ("layer", "operator", "input", "output", "params", "MAdds")
+        lines = [
+            (
+                row.name,
+                row.description,
+                size(row.input_size, row.input_channels),
+                size(row.output_size, row.output_channels),
+                f"{row.params:,}",
+                f"{row.madds:,}",
+            )
+            for row in self.rows
+        ]
+        total = ("total", "", "", "", f"{self.params:,}", f"{self.madds:,}")
+        widths = [
+            max(len(line[i]) for line in [header, total] + lines) for i in range(len(header))
+        ]
+        right = {4, 5}
+
+        def fmt(line):
+            cells = [
+                cell.rjust(w) if i in right else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths))
+            ]
+            return "  ".join(cells).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        title = (
+            f"MobileNetV3-{self.variant} alpha={self.alpha} "
+            f"minimalistic={self.minimalistic} input={self.input_size[0]}x{self.input_size[1]}"
+            f" include_top={self.include_top}"
+            + (f" classes={self.classes}" if self.include_top else "")
+            + (f" output_stride={self.output_stride}" if self.output_stride != 32 else "")
+        )
+        footer = (
+            f"params: {self.params:,} ({self.trainable_params:,} trainable, "
+            f"{self.non_trainable_params:,} batch-norm statistics); "
+            f"MAdds: {self.madds / 1e6:.1f} M "
+            f"(+ {self.elementwise_ops / 1e6:.1f} M pool/SE-multiply/residual-add ops)"
+        )
+        return "\n".join(
+            [title, fmt(header), rule]
+            + [fmt(line) for line in lines]
+            + [rule, fmt(total), footer]
+        )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_input_size(input_size):
+    if _is_int(input_size):
+        size = (int(input_size), int(input_size))
+    elif (
+        isinstance(input_size, (tuple, list))
+        and len(input_size) == 2
+        and all(_is_int(v) for v in input_size)
+    ):
+        size = (int(input_size[0]), int(input_size[1]))
+    else:
+        size = None
+    if size is None or min(size) < 1:
+        raise ValueError(
+            "`input_size` must be a positive int or a (height, width) pair of "
+            f"positive ints. Received: input_size={input_size!r}"
+        )
+    return size
+
+
+def _check_arguments(variant, input_size, include_top, classes):
+    if not isinstance(variant, ArchitectureSpec):
+        if not isinstance(variant, str):
+            raise ValueError(
+                "`variant` must be 'large', 'small' or an ArchitectureSpec. "
+                f"Received: variant={variant!r}"
+            )
+        get_architecture(variant)  # ValueError naming `variant` when unknown.
+    size = _check_input_size(input_size)
+    if not isinstance(include_top, bool):
+        raise ValueError(
+            f"`include_top` must be a bool. Received: include_top={include_top!r}"
+        )
+    if include_top and (not _is_int(classes) or classes < 1):
+        raise ValueError(f"`classes` must be a positive int. Received: classes={classes!r}")
+    return size
+
+
+def _downsample(size, strides):
+    return tuple(math.ceil(n / strides) for n in size)
+
+
+def _batch_norm(channels):
+    """(all, trainable) weights of a batch norm over `channels`."""
+    return 4 * channels, 2 * channels
+
+
+def _short_activation(activation):
+    return {"relu": "RE", "hard_swish": "HS"}.get(activation, activation)
+
+
+def _stem_row(arch, size, in_channels):
+    stem = arch.stem
+    out_size = _downsample(size, stem.strides)
+    k = stem.kernel_size
+    conv = k * k * in_channels * stem.filters
+    bn_all, bn_trainable = _batch_norm(stem.filters)
+    return LayerProfile(
+        name="conv",
+        kind="stem",
+        description=(
+            f"conv2d {k}x{k} /{stem.strides}, {_short_activation(arch.stem_activation)}"
+        ),
+        input_size=size,
+        input_channels=in_channels,
+        output_size=out_size,
+        output_channels=stem.filters,
+        params=conv + bn_all,
+        trainable_params=conv + bn_trainable,
+        madds=out_size[0] * out_size[1] * conv,
+        elementwise_ops=0,
+    )
+
+
+def _block_row(block, size):
+    c_in, e, c_out, k = (
+        block.in_channels, block.expanded_filters, block.filters, block.kernel_size
+    )
+    out_size = _downsample(size, block.strides)
+    in_pixels = size[0] * size[1]
+    out_pixels = out_size[0] * out_size[1]
+    params = trainable = madds = elementwise = 0
+    bn_all, bn_trainable = _batch_norm(e)
+    if block.has_expand:
+        params += c_in * e + bn_all
+        trainable += c_in * e + bn_trainable
+        madds += in_pixels * c_in * e
+    params += k * k * e + bn_all
+    trainable += k * k * e + bn_trainable
+    madds += out_pixels * k * k * e
+    if block.se_ratio:
+        squeeze = make_divisible(e * block.se_ratio, _DIVISOR)
+        se = e * squeeze + squeeze + squeeze * e + e
+        params += se
+        trainable += se
+        madds += 2 * e * squeeze
+        elementwise += 2 * out_pixels * e  # global pool adds + gate multiply
+    bn_all, bn_trainable = _batch_norm(c_out)
+    params += e * c_out + bn_all
+    trainable += e * c_out + bn_trainable
+    madds += out_pixels * e * c_out
+    if block.use_residual:
+        elementwise += out_pixels * c_out
+    parts = [f"bneck {k}x{k} exp {e}"]
+    if block.se_ratio:
+        parts.append("SE")
+    parts.append(_short_activation(block.activation))
+    if block.strides != 1:
+        parts.append(f"/{block.strides}")
+    if block.dilation_rate != 1:
+        parts.append(f"dilation {block.dilation_rate}")
+    if block.use_residual:
+        parts.append("+res")
+    return LayerProfile(
+        name=block_name(block.index),
+        kind="bneck",
+        description=", ".join(parts),
+        input_size=size,
+        input_channels=c_in,
+        output_size=out_size,
+        output_channels=c_out,
+        params=params,
+        trainable_params=trainable,
+        madds=madds,
+        elementwise_ops=elementwise,
+    )
+
+
+def _last_stage_row(arch, size, in_channels, include_top):
+    f = arch.last_stage_filters
+    pixels = size[0] * size[1]
+    bn_all, bn_trainable = _batch_norm(f)
+    params = in_channels * f + bn_all
+    trainable = in_channels * f + bn_trainable
+    madds = pixels * in_channels * f
+    act = _short_activation(arch.last_stage_activation)
+    description = f"conv2d 1x1 {f}, {act}"
+    out_size, out_channels, elementwise = size, f, 0
+    if include_top:
+        p = arch.last_point_filters
+        params += f * p + p
+        trainable += f * p + p
+        madds += f * p
+        elementwise += pixels * f  # global average pool adds
+        description += f", pool, conv2d 1x1 {p} (bias), {act}"
+        out_size, out_channels = (1, 1), p
+    return LayerProfile(
+        name="last_stage",
+        kind="last_stage",
+        description=description,
+        input_size=size,
+        input_channels=in_channels,
+        output_size=out_size,
+        output_channels=out_channels,
+        params=params,
+        trainable_params=trainable,
+        madds=madds,
+        elementwise_ops=elementwise,
+    )
+
+
+def _classifier_row(in_channels, classes):
+    weights = in_channels * classes + classes
+    return LayerProfile(
+        name="logits",
+        kind="classifier",
+        description=f"conv2d 1x1 {classes} (bias)",
+        input_size=(1, 1),
+        input_channels=in_channels,
+        output_size=(1, 1),
+        output_channels=classes,
+        params=weights,
+        trainable_params=weights,
+        madds=in_channels * classes,
+        elementwise_ops=0,
+    )
+
+
+def profile(
+    variant="large",
+    alpha=1.0,
+    minimalistic=False,
+    input_size=224,
+    include_top=True,
+    classes=1000,
+    output_stride=32,
+):
+    """Parameters and multiply-adds of a MobileNetV3 variant, layer by layer.
+
+    Computed from `resolve_architecture(variant, alpha, minimalistic,
+    output_stride)` alone; no model is built. The counts equal
+    `model.count_params()` of `mnv3_layers.applications.MobileNetV3Large/Small`
+    (and of `keras.applications`) with the same arguments and 3 input
+    channels. See the module docstring for the MAdds convention.
+
+    Args:
+        variant: `"large"`, `"small"` or an `ArchitectureSpec`.
+            Defaults to `"large"`.
+        alpha: width multiplier. Defaults to `1.0`.
+        minimalistic: 3x3 kernels, ReLU, no SE. Defaults to `False`.
+        input_size: image size, an int or `(height, width)`. Defaults to `224`.
+        include_top: include the pooled head (1280/1024) and the classifier.
+            Defaults to `True`.
+        classes: classifier width when `include_top`. Defaults to `1000`.
+        output_stride: 32, 16 or 8 (dilated backbone). Defaults to `32`.
+
+    Returns:
+        A frozen `Profile` with `rows`, totals (`params`, `trainable_params`,
+        `non_trainable_params`, `madds`, `elementwise_ops`), `to_dict()`
+        and a table as `str(...)`.
+
+    Raises:
+        ValueError: for an unknown `variant`, an `input_size` that is not a
+            positive int (or pair of them), or `classes` < 1.
+
+    Example:
+
+    >>> from mnv3_layers.profile import profile
+    >>> report = profile("small")
+    >>> round(report.madds / 1e6, 1), round(report.params / 1e6, 2)
+    (56.5, 2.55)
+    """
+    size = _check_arguments(variant, input_size, include_top, classes)
+    arch = resolve_architecture(
+        variant, alpha=alpha, minimalistic=minimalistic, output_stride=output_stride
+    )
+    in_channels = 3
+    rows = [_stem_row(arch, size, in_channels)]
+    size, channels = rows[-1].output_size, rows[-1].output_channels
+    for block in arch.blocks:
+        rows.append(_block_row(block, size))
+        size, channels = rows[-1].output_size, rows[-1].output_channels
+    rows.append(_last_stage_row(arch, size, channels, include_top))
+    if include_top:
+        rows.append(_classifier_row(rows[-1].output_channels, classes))
+    return Profile(
+        variant=arch.name,
+        alpha=alpha,
+        minimalistic=minimalistic,
+        input_size=_check_input_size(input_size),
+        include_top=include_top,
+        classes=classes if include_top else None,
+        output_stride=output_stride,
+        rows=tuple(rows),
+    )

@@ -1,0 +1,463 @@
+"""The components of a MobileNetV3 for latency tables: stem, bneck and head configurations, built as small models."""
+
+import dataclasses
+import numbers
+import os
+
+from mnv3_layers._validation import ACTIVATIONS
+from mnv3_layers.architecture.block_spec import (
+    BN_EPSILON,
+    SE_RATIO,
+    get_architecture,
+    resolve_architecture,
+)
+from mnv3_layers.latency import measure as latency_lib
+
+OVERHEAD_KEY = "overhead/relu/1x1x8"
+
+HEAD_TOPS = ("features", "avg", "applications", "dense")
+
+# === Configurations ===
+
+
+def _check_int(cls_name, field, value, low=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(
+            f"{cls_name}: `{field}` must be an int >= {low}. Received: {field}={value!r}"
+        )
+
+
+def _check_flag(cls_name, field, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"{cls_name}: `{field}` must be a bool. Received: {field}={value!r}")
+
+
+def _check_act(cls_name, value):
+    if value not in ACTIVATIONS:
+        raise ValueError(
+            f"{cls_name}: `activation` must be one of {ACTIVATIONS}. "
+            f"Received: activation={value!r}"
+        )
+
+
+def _hwc(config):
+    return f"{config.height}x{config.width}x{config.in_channels}"
+
+
+@dataclasses.dataclass(frozen=True)
+class StemConfig:
+    """The stem: [rescaling] -> `kernel_size` conv (stride `strides`) -> BN -> activation.
+
+    Attributes:
+        height, width, in_channels: input size.
+        filters: output channels.
+        kernel_size: conv kernel size.
+        strides: conv stride.
+        activation: `"relu"` or `"hard_swish"`.
+        preprocessing: whether the input rescaling from [0, 255] to [-1, 1]
+            (`include_preprocessing=True`) is included.
+    """
+
+    height: int
+    width: int
+    in_channels: int
+    filters: int
+    kernel_size: int = 3
+    strides: int = 2
+    activation: str = "hard_swish"
+    preprocessing: bool = True
+
+    kind = "stem"
+
+    def __post_init__(self):
+        name = type(self).__name__
+        for field in ("height", "width", "in_channels", "filters", "kernel_size", "strides"):
+            _check_int(name, field, getattr(self, field))
+        _check_act(name, self.activation)
+        _check_flag(name, "preprocessing", self.preprocessing)
+
+    @property
+    def key(self):
+        return (
+            f"stem/{_hwc(self)}/f{self.filters}/k{self.kernel_size}/s{self.strides}/"
+            f"{self.activation}/pre{int(self.preprocessing)}"
+        )
+
+    @property
+    def output_size(self):
+        return (-(-self.height // self.strides), -(-self.width // self.strides))
+
+
+@dataclasses.dataclass(frozen=True)
+class BneckConfig:
+    """One inverted-residual block with absolute widths.
+
+    Attributes:
+        height, width, in_channels: input size.
+        expanded_filters: expanded (depthwise) width; equal to `in_channels`
+            when the block has no expand convolution.
+        filters: output width.
+        kernel_size: depthwise kernel size.
+        strides: depthwise stride, 1 or 2.
+        dilation_rate: depthwise dilation.
+        se: squeeze-and-excite (ratio 0.25 of the expanded width).
+        activation: `"relu"` or `"hard_swish"`.
+    """
+
+    height: int
+    width: int
+    in_channels: int
+    expanded_filters: int
+    filters: int
+    kernel_size: int
+    strides: int
+    dilation_rate: int
+    se: bool
+    activation: str
+
+    kind = "bneck"
+
+    def __post_init__(self):
+        name = type(self).__name__
+        for field in ("height", "width", "in_channels", "expanded_filters", "filters",
+                      "kernel_size", "dilation_rate"):
+            _check_int(name, field, getattr(self, field))
+        if self.strides not in (1, 2) or isinstance(self.strides, bool):
+            raise ValueError(
+                f"{name}: `strides` must be 1 or 2. Received: strides={self.strides!r}"
+            )
+        _check_flag(name, "se", self.se)
+        _check_act(name, self.activation)
+
+    @property
+    def residual(self):
+        return self.strides == 1 and self.in_channels == self.filters
+
+    @property
+    def key(self):
+        return (
+            f"bneck/{_hwc(self)}/e{self.expanded_filters}/o{self.filters}/"
+            f"k{self.kernel_size}/s{self.strides}/d{self.dilation_rate}/se{int(self.se)}/"
+            f"{self.activation}/res{int(self.residual)}"
+        )
+
+    @property
+    def output_size(self):
+        return (-(-self.height // self.strides), -(-self.width // self.strides))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """The efficient last stage and what follows it.
+
+    Attributes:
+        height, width, in_channels: input size.
+        filters: width of the last stage's 1x1 conv (960 / 576 at alpha 1).
+        activation: `"relu"` or `"hard_swish"`.
+        top: `"features"`, `"avg"`, `"applications"` or `"dense"` (see the
+            module docstring).
+        last_point_filters: pooled 1x1 conv width for `top="applications"`
+            (1280 / 1024), else 0.
+        classes: classifier width for `"applications"` and `"dense"`, else 0.
+    """
+
+    height: int
+    width: int
+    in_channels: int
+    filters: int
+    activation: str = "hard_swish"
+    top: str = "features"
+    last_point_filters: int = 0
+    classes: int = 0
+
+    kind = "head"
+
+    def __post_init__(self):
+        name = type(self).__name__
+        for field in ("height", "width", "in_channels", "filters"):
+            _check_int(name, field, getattr(self, field))
+        _check_act(name, self.activation)
+        if self.top not in HEAD_TOPS:
+            raise ValueError(
+                f"{name}: `top` must be one of {HEAD_TOPS}. Received: top={self.top!r}"
+            )
+        needs_classes = self.top in ("applications", "dense")
+        _check_int(name, "classes", self.classes, 1 if needs_classes else 0)
+        if not needs_classes and self.classes:
+            raise ValueError(
+                f"{name}: top={self.top!r} has no classifier, so `classes` must be 0. "
+                f"Received: classes={self.classes!r}"
+            )
+        if self.top == "applications":
+            _check_int(name, "last_point_filters", self.last_point_filters, 1)
+        elif self.last_point_filters:
+            raise ValueError(
+                f"{name}: only top='applications' has `last_point_filters`. "
+                f"Received: last_point_filters={self.last_point_filters!r}"
+            )
+
+    @property
+    def key(self):
+        return (
+            f"head/{_hwc(self)}/f{self.filters}/{self.activation}/{self.top}/"
+            f"lp{self.last_point_filters}/c{self.classes}"
+        )
+
+
+CONFIG_TYPES = {cls.kind: cls for cls in (StemConfig, BneckConfig, HeadConfig)}
+
+
+def config_to_dict(config):
+    """`{"kind": ..., **fields}` of a component configuration (JSON-serializable)."""
+    return {"kind": config.kind, **dataclasses.asdict(config)}
+
+
+def config_from_dict(data):
+    """Inverse of `config_to_dict`."""
+    if not isinstance(data, dict) or data.get("kind") not in CONFIG_TYPES:
+        raise ValueError(
+            f"A component configuration needs 'kind' in {sorted(CONFIG_TYPES)}. "
+            f"Received: {data!r}"
+        )
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    return CONFIG_TYPES[data["kind"]](**fields)
+
+
+def _check_image_shape(input_shape):
+    shape = latency_lib.check_input_shape(input_shape)
+    if shape is None or len(shape) != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    return shape
+
+
+def model_configs(
+    variant="large",
+    alpha=1.0,
+    minimalistic=False,
+    input_shape=(224, 224, 3),
+    top="applications",
+    classes=1000,
+    include_preprocessing=True,
+    output_stride=32,
+    reduced_tail=False,
+):
+    """The component configurations of a MobileNetV3, in network order.
+
+    Computed from the block table alone (nothing is built).
+
+    Args:
+        variant: `"large"`, `"small"`, an `ArchitectureSpec` or its dict form
+            (as written by `mnv3_layers.search`). Defaults to `"large"`.
+        alpha, minimalistic, output_stride, reduced_tail: as for
+            `resolve_architecture`.
+        input_shape: `(height, width, channels)`. Defaults to `(224, 224, 3)`.
+        top: what follows the last stage: `"applications"` (the
+            applications' `include_top=True`), `"features"` (the backbone /
+            `include_top=False`), `"avg"` (`include_top=False,
+            pooling="avg"`) or `"dense"` (the search's classifier).
+            Defaults to `"applications"`.
+        classes: classifier width for `"applications"` and `"dense"`.
+            Defaults to `1000`.
+        include_preprocessing: the input rescaling is part of the stem.
+            Defaults to `True`.
+
+    Returns:
+        A tuple: one `StemConfig`, one `BneckConfig` per block, one
+        `HeadConfig`.
+
+    Example:
+
+    >>> from mnv3_layers.latency_table import model_configs
+    >>> configs = model_configs("small", input_shape=(224, 224, 3))
+    >>> len(configs)
+    13
+    >>> configs[1].key
+    'bneck/112x112x16/e16/o16/k3/s2/d1/se1/relu/res0'
+    >>> configs[-1].key
+    'head/7x7x96/f576/hard_swish/applications/lp1024/c1000'
+    """
+    spec = get_architecture(variant)
+    height, width, channels = _check_image_shape(input_shape)
+    if top not in HEAD_TOPS:
+        raise ValueError(f"`top` must be one of {HEAD_TOPS}. Received: top={top!r}")
+    arch = resolve_architecture(
+        spec, alpha, minimalistic, output_stride, reduced_tail=reduced_tail
+    )
+    stem = StemConfig(
+        height, width, channels, arch.stem.filters, arch.stem.kernel_size,
+        arch.stem.strides, arch.stem_activation, include_preprocessing,
+    )
+    configs = [stem]
+    h, w = stem.output_size
+    for block in arch.blocks:
+        config = BneckConfig(
+            h, w, block.in_channels, block.expanded_filters, block.filters,
+            block.kernel_size, block.strides, block.dilation_rate,
+            bool(block.se_ratio), block.activation,
+        )
+        configs.append(config)
+        h, w = config.output_size
+    has_classes = top in ("applications", "dense")
+    configs.append(
+        HeadConfig(
+            h, w, arch.blocks[-1].filters, arch.last_stage_filters,
+            arch.last_stage_activation, top,
+            arch.last_point_filters if top == "applications" else 0,
+            classes if has_classes else 0,
+        )
+    )
+    return tuple(configs)
+
+
+def component_weight_bytes(config):
+    """Bytes of float32 parameters the component's TFLite model reads per inference.
+
+    Counted from the configuration as the converter stores them: each
+    convolution's kernel plus one bias per output channel (batch norm is
+    folded into it), the squeeze-and-excite convolutions with their biases,
+    the classifier's kernel and bias. `OVERHEAD_KEY` has none.
+
+    Example:
+
+    >>> from mnv3_layers.latency_table import StemConfig, component_weight_bytes
+    >>> component_weight_bytes(StemConfig(224, 224, 3, 16))  # 3x3x3x16 kernel + 16 biases
+    1792
+    """
+    from mnv3_layers.layers.make_divisible import make_divisible
+
+    if config == OVERHEAD_KEY:
+        return 0
+    if isinstance(config, StemConfig):
+        params = config.kernel_size**2 * config.in_channels * config.filters + config.filters
+    elif isinstance(config, BneckConfig):
+        cin, exp, out = config.in_channels, config.expanded_filters, config.filters
+        params = 0
+        if exp != cin:
+            params += cin * exp + exp
+        params += config.kernel_size**2 * exp + exp
+        if config.se:
+            squeeze = make_divisible(exp * SE_RATIO, 8)
+            params += exp * squeeze + squeeze + squeeze * exp + exp
+        params += exp * out + out
+    elif isinstance(config, HeadConfig):
+        params = config.in_channels * config.filters + config.filters
+        if config.top == "applications":
+            lp = config.last_point_filters
+            params += config.filters * lp + lp + lp * config.classes + config.classes
+        elif config.top == "dense":
+            params += config.filters * config.classes + config.classes
+    else:
+        raise TypeError(
+            "`config` must be a StemConfig, BneckConfig or HeadConfig. "
+            f"Received: config of type {type(config).__name__}"
+        )
+    return 4 * params
+
+
+def _parse_cache_size(text):
+    text = text.strip().upper()
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    if text and text[-1] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
+def l2_cache_bytes(cpu=0, sysfs="/sys/devices/system/cpu"):
+    """Size of the L2 cache of CPU `cpu` in bytes (Linux sysfs), or `None` if unknown.
+
+    Args:
+        cpu: the CPU number. Defaults to `0`.
+        sysfs: the CPU sysfs folder. Defaults to `"/sys/devices/system/cpu"`.
+
+    Example:
+
+    >>> from mnv3_layers.latency_table import l2_cache_bytes
+    >>> size = l2_cache_bytes()  # e.g. 2097152 (2 MiB) on a recent Xeon core
+    """
+    root = os.path.join(os.fspath(sysfs), f"cpu{int(cpu)}", "cache")
+    try:
+        indexes = sorted(d for d in os.listdir(root) if d.startswith("index"))
+    except OSError:
+        return None
+    for index in indexes:
+        try:
+            with open(os.path.join(root, index, "level"), encoding="ascii") as f:
+                level = f.read().strip()
+            with open(os.path.join(root, index, "type"), encoding="ascii") as f:
+                kind = f.read().strip()
+            with open(os.path.join(root, index, "size"), encoding="ascii") as f:
+                size = _parse_cache_size(f.read())
+        except (OSError, ValueError):
+            continue
+        if level == "2" and kind in ("Unified", "Data") and size > 0:
+            return size
+    return None
+
+
+# === Building and converting one component ===
+
+
+def build_component(config):
+    """A batch-1 Keras model of one component, built like the applications build it."""
+    import keras
+
+    from mnv3_layers.layers._activation import activation_layer
+    from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
+    from mnv3_layers.layers.inverted_residual import InvertedResidual
+
+    if config == OVERHEAD_KEY:
+        inputs = keras.Input((1, 1, 8), batch_size=1)
+        return keras.Model(inputs, keras.layers.ReLU()(inputs))
+    inputs = keras.Input((config.height, config.width, config.in_channels), batch_size=1)
+    x = inputs
+    if isinstance(config, StemConfig):
+        if config.preprocessing:
+            x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0)(x)
+        x = keras.layers.Conv2D(
+            config.filters, config.kernel_size, strides=config.strides, padding="same",
+            use_bias=False,
+        )(x)
+        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON)(x)
+        x = activation_layer(config.activation)(x)
+    elif isinstance(config, BneckConfig):
+        layer = InvertedResidual(
+            config.filters,
+            kernel_size=config.kernel_size,
+            strides=config.strides,
+            expansion=config.expanded_filters / config.in_channels,
+            se_ratio=SE_RATIO if config.se else None,
+            activation=config.activation,
+            dilation_rate=config.dilation_rate,
+            bn_epsilon=BN_EPSILON,
+        )
+        if layer.expanded_channels(config.in_channels) != config.expanded_filters:
+            raise ValueError(
+                "`expanded_filters` must be a multiple of 8 (the channel divisor) or "
+                f"equal to `in_channels`. Received: {config!r}"
+            )
+        x = layer(x)
+    elif isinstance(config, HeadConfig):
+        applications = config.top == "applications"
+        x = EfficientLastStage(
+            config.filters,
+            last_point_filters=config.last_point_filters if applications else None,
+            activation=config.activation,
+            bn_epsilon=BN_EPSILON,
+        )(x)
+        if applications:
+            x = keras.layers.Conv2D(config.classes, 1, padding="same")(x)
+            x = keras.layers.Flatten()(x)
+            x = keras.layers.Activation("softmax")(x)
+        elif config.top in ("avg", "dense"):
+            x = keras.layers.GlobalAveragePooling2D()(x)
+            if config.top == "dense":
+                x = keras.layers.Dense(config.classes, activation="softmax")(x)
+    else:
+        raise TypeError(
+            "`config` must be a StemConfig, BneckConfig or HeadConfig. "
+            f"Received: config of type {type(config).__name__}"
+        )
+    return keras.Model(inputs, x)

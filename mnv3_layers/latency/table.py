@@ -1,0 +1,794 @@
+"""Per-block latency lookup tables measured on this CPU, and whole-model predictions.
+
+A MobileNetV3 is a chain of components: the stem (optional input rescaling,
+a 3x3 stride-2 conv, BN, activation), one inverted-residual ("bneck") block
+per row of the block table, and a head (the efficient last stage, plus the
+pooled classifier of the applications or a small dense classifier).
+`LatencyTable` measures each *distinct component configuration* once, as its
+own small float TFLite model (batch 1, `num_threads` threads, the LiteRT
+interpreter with its default XNNPACK CPU delegate, the paper's protocol),
+and predicts a whole model's latency as the sum of its components.
+
+Configurations
+--------------
+- `StemConfig`: input H x W x C, filters, kernel, stride, activation and
+  whether the input rescaling (`include_preprocessing`) is part of it.
+- `BneckConfig`: input H x W x C, expanded width (absolute, as in the
+  paper's "exp size" column), output width, kernel, stride, dilation, SE,
+  activation; the residual add follows (stride 1 and input width == output
+  width) and is part of the key.
+- `HeadConfig`: input H x W x C, last-stage width, activation and the top:
+  `"features"` (last-stage 1x1 conv + BN + activation, the backbone output),
+  `"avg"` (plus global average pooling), `"applications"` (the
+  applications' `include_top=True` head: pooled 1x1 conv to
+  `last_point_filters`, 1x1 logits conv, softmax) or `"dense"` (global
+  average pooling and a softmax `Dense`, the classifier `mnv3_layers.search`
+  builds).
+
+`model_configs(...)` lists the components of a model from its block table
+(`mnv3_layers.architecture.block_spec.resolve_architecture`: alpha, minimalistic and
+output stride applied), so nothing is built to predict.
+
+Prediction
+----------
+Each component is measured in its own interpreter, so each measurement also
+contains the fixed cost of one `invoke()` (interpreter dispatch, delegate
+entry, input/output handling) that a whole model pays once. The table
+measures that cost as the latency of a one-op model (`OVERHEAD_KEY`: a ReLU
+on a 1x1x8 input, warm) and predicts
+
+    total = overhead + sum(max(component - overhead, 0) for each component)
+
+`LatencyPrediction` keeps every term.
+
+Whole-model correction (`LatencyTable.calibrate`, fitted once per CPU from
+a couple of measured whole models and stored in the file): a scale, an
+intercept, or - best measured - an L2 spill term. Timed alone and back to
+back, a block keeps its weights in the core's L2 cache; a whole model
+larger than L2 sweeps through all its weights on every inference, so each
+block's weights come from the next cache level. `kind="spill"` adds
+`ms_per_mib x` the MiB of stem and block weights of models that exceed L2
+(`LatencyTable.spill_mib`, `component_weight_bytes`, `l2_cache_bytes`); use
+it with `cache="warm"`. On the 2-core Xeon (2 MiB L2 per core) where it was
+written, fitted on MobileNetV3-Small and -Large 1.0 at 224 px, it put all
+10 other variants of `benchmarks/bench_latency_table.py` within +-10 % in
+8 of 10 runs (worst 6.2-8.9 %; the other two ran while two timings of the
+same model differed by up to 35 %), where the raw sum left 8-11 of 12.
+
+Cache state: timed alone and back to back, a component finds its weights in
+cache ("warm"); inside a whole model they were evicted by the rest of the
+network since the last inference. Every entry therefore holds warm timings
+and cold ones (a 64 MiB read evicts the caches before each run, then the
+input is written again, as a block's input was just written by the block
+before it). `LatencyTable(cache=...)` picks what is summed: `"mixed"`
+(default; cold for the head, whose pooled 1x1 convolutions stream
+megabytes of weights for little arithmetic, warm for the compute-bound
+stem and blocks), `"warm"` or `"cold"`. See
+`benchmarks/bench_latency_table.py` for how each compares with whole
+models.
+
+Timing: every component of one `measure(...)` call is converted first, then
+the timed runs are interleaved in rounds (each round runs every component in
+turn), so background load spreads over all components instead of landing on
+a few. Each run is timed on the wall clock and on the calling thread's CPU
+clock (`clock="cpu"`: with one thread the interpreter works on the calling
+thread, so this leaves out time spent waiting for a core on a busy
+machine). The median (default) or the minimum of the timed runs is used.
+
+Cache file
+----------
+The table is a JSON file keyed first by a fingerprint of CPU and runtime
+(`runtime_fingerprint`: CPU model, machine, TensorFlow and LiteRT versions,
+thread count) and then by the configuration key (`config.key`). It is
+written atomically (temporary file in the same folder, then `os.replace`)
+after each `measure(...)` call, merging what other processes wrote in the
+meantime. A file that cannot be read or does not have the expected
+structure is not trusted: it is moved aside to `<path>.corrupt`, a
+`RuntimeWarning` says so, and the table is rebuilt by measuring again.
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import numbers
+import os
+import platform
+import warnings
+
+import numpy as np
+
+from mnv3_layers import files
+from mnv3_layers._validation import check_positive_int
+from mnv3_layers.latency import measure as latency_lib
+from mnv3_layers.latency.components import (
+    OVERHEAD_KEY,
+    BneckConfig,
+    HeadConfig,
+    StemConfig,
+    build_component,
+    component_weight_bytes,
+    config_to_dict,
+    l2_cache_bytes,
+    model_configs,
+)
+from mnv3_layers.latency.tflite import TFLiteTimer, convert_float_tflite, time_runners
+
+FILE_FORMAT = "mnv3_layers.latency_table"
+FILE_VERSION = 1
+
+STATISTICS = ("median", "min")
+CLOCKS = ("wall", "cpu")
+CACHES = ("mixed", "warm", "cold")
+STAT_KEYS = tuple(
+    f"{cache}{clock}{stat}_ms"
+    for cache in ("", "cold_") for clock in ("", "cpu_") for stat in STATISTICS
+)
+
+# === Fingerprint and file ===
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(distribution):
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def runtime_fingerprint(num_threads=1):
+    """What a measured latency depends on besides the model: CPU and runtime.
+
+    Returns:
+        A dict with `cpu` (model name from `/proc/cpuinfo`, else
+        `platform.processor()`), `machine`, `cpu_count`, `tensorflow`
+        (converter), `litert` (`ai-edge-litert` interpreter) and
+        `num_threads`.
+
+    Example:
+
+    >>> from mnv3_layers.latency_table import runtime_fingerprint
+    >>> sorted(runtime_fingerprint(num_threads=1))
+    ['cpu', 'cpu_count', 'litert', 'machine', 'num_threads', 'tensorflow']
+    """
+    num_threads = check_positive_int("num_threads", num_threads)
+    return {
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "tensorflow": _version("tensorflow"),
+        "litert": _version("ai-edge-litert"),
+        "num_threads": num_threads,
+    }
+
+
+def fingerprint_key(fingerprint):
+    return "|".join(f"{k}={fingerprint[k]}" for k in sorted(fingerprint))
+
+
+def default_table_path():
+    """`$KERAS_HOME/mnv3_layers/latency_table.json` (`~/.keras/...` by default)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "mnv3_layers", "latency_table.json")
+
+
+def write_json_atomic(path, data):
+    """Writes `data` as JSON to a temporary file next to `path`, then `os.replace`s it."""
+    files.write_json_atomic(path, data, indent=1, sort_keys=True, makedirs=True)
+
+
+def _finite(value, low_ok):
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value) and low_ok(value)
+    )
+
+
+def _check_file_content(data):
+    """Raises ValueError unless `data` has the table file's structure."""
+    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+        raise ValueError(f"not a latency table (expected 'format': {FILE_FORMAT!r})")
+    if data.get("version") != FILE_VERSION:
+        raise ValueError(f"unsupported version {data.get('version')!r}")
+    tables = data.get("tables")
+    if not isinstance(tables, dict):
+        raise ValueError("'tables' is not an object")
+    for fp_key, table in tables.items():
+        if not isinstance(table, dict) or not isinstance(table.get("entries"), dict):
+            raise ValueError(f"table {fp_key!r} has no 'entries' object")
+        if not isinstance(table.get("fingerprint"), dict):
+            raise ValueError(f"table {fp_key!r} has no 'fingerprint' object")
+        calibration = table.get("calibration", {})
+        if not isinstance(calibration, dict) or not all(
+            isinstance(c, dict) and _finite(c.get("intercept_ms"), lambda v: True)
+            and _finite(c.get("scale", 1.0), lambda v: v > 0)
+            and _finite(c.get("spill_ms_per_mib", 0.0), lambda v: v >= 0)
+            and _finite(c.get("l2_bytes", 0), lambda v: v >= 0)
+            for c in calibration.values()
+        ):
+            raise ValueError(f"table {fp_key!r} has a malformed 'calibration' object")
+        for key, entry in table["entries"].items():
+            if (
+                not isinstance(entry, dict)
+                or not _finite(entry.get("median_ms"), lambda v: v > 0)
+                or not all(_finite(entry.get(stat), lambda v: v >= 0) for stat in STAT_KEYS)
+            ):
+                raise ValueError(
+                    f"entry {key!r} needs finite non-negative {', '.join(STAT_KEYS)} "
+                    "(median_ms > 0)"
+                )
+
+
+def _empty_file():
+    return {"format": FILE_FORMAT, "version": FILE_VERSION, "tables": {}}
+
+
+def _read_file(path):
+    """The file's content, `None` if it does not exist; raises ValueError if corrupt."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot be read as JSON ({e})") from e
+    _check_file_content(data)
+    return data
+
+
+
+# === Prediction ===
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyPrediction:
+    """A whole model's predicted latency and its terms.
+
+    Attributes:
+        total_ms: `scale x (overhead_ms + sum(max(component_ms -
+            overhead_ms, 0))) + intercept_ms + spill_ms_per_mib x
+            spill_mib`.
+        overhead_ms: the measured fixed per-invoke cost, counted once.
+        intercept_ms, scale: the calibrated whole-model correction
+            (`LatencyTable.calibrate`); 0 and 1 when not calibrated.
+        spill_mib: MiB of stem and block weights streamed past L2 per
+            inference (`LatencyTable.spill_mib`; 0 when not calibrated with
+            `kind="spill"`).
+        spill_ms_per_mib: the calibrated cost of each such MiB (0 when not
+            calibrated with `kind="spill"`).
+        components: tuple of `(config_key, ms)` as measured alone (each
+            includes one overhead).
+        statistic: `"median"` or `"min"`.
+        clock: `"wall"` or `"cpu"`.
+        cache: `"mixed"`, `"warm"` or `"cold"`.
+        fingerprint: the CPU/runtime fingerprint of the table.
+    """
+
+    total_ms: float
+    overhead_ms: float
+    components: tuple
+    statistic: str
+    clock: str = "wall"
+    cache: str = "mixed"
+    fingerprint: dict = dataclasses.field(default_factory=dict, repr=False)
+    intercept_ms: float = 0.0
+    scale: float = 1.0
+    spill_mib: float = 0.0
+    spill_ms_per_mib: float = 0.0
+
+    def __str__(self):
+        spill = (
+            f", L2 spill {self.spill_mib:.2f} MiB x {self.spill_ms_per_mib:.4f} ms/MiB"
+            if self.spill_ms_per_mib else ""
+        )
+        lines = [
+            f"Predicted latency {self.total_ms:.3f} ms ({self.clock} clock, {self.cache} cache, "
+            f"{self.statistic} of each component, {len(self.components)} components, "
+            "fixed overhead "
+            f"{self.overhead_ms:.3f} ms counted once, calibrated scale {self.scale:.3f} "
+            f"and intercept {self.intercept_ms:+.3f} ms{spill})"
+        ]
+        lines += [f"  {ms:8.3f} ms  {key}" for key, ms in self.components]
+        return "\n".join(lines)
+
+
+# === Table ===
+
+
+class LatencyTable:
+    """Latency of MobileNetV3 components on this CPU, measured once and cached.
+
+    See the module docstring for what is measured and how the sum is
+    formed. Missing entries are measured on demand by `predict`,
+    `latency_ms` and `measure` (a few seconds per component: building,
+    converting, timing), then written to the cache file.
+
+    Args:
+        path: the JSON cache file. Created if missing; an unreadable or
+            malformed file is moved to `<path>.corrupt` with a warning and
+            rebuilt. Defaults to `None` (`default_table_path()`).
+        num_threads: interpreter threads (part of the fingerprint).
+            Defaults to `1` (the paper's protocol).
+        warmup: untimed runs per component. Defaults to `5`.
+        runs: timed runs per component. Defaults to `30`.
+        statistic: `"median"` or `"min"` of the timed runs, used by
+            `predict` and `latency_ms`. Defaults to `"median"`.
+        clock: `"wall"` (elapsed time, the paper's latency) or `"cpu"` (the
+            calling thread's CPU time, see `time_runners`: on a machine
+            shared with other busy processes it leaves out the time spent
+            waiting for a core, which inflates wall times, more for longer
+            runs). Both are always measured and stored; this picks the one
+            used. `"cpu"` needs `num_threads=1`. Defaults to `"wall"`.
+        cache: which measurement of a component is summed: `"warm"` (timed
+            runs back to back, so its weights stay in cache), `"cold"` (each
+            timed run starts after a cache flush, with only its input written
+            again, as if every other component's data had passed through the
+            caches since its last use), or `"mixed"`: cold for the head,
+            warm for the stem and blocks. The head after global pooling is
+            1x1 convolutions on a 1x1 map that stream megabytes of weights
+            for little arithmetic, so its time is set by where those weights
+            come from, and inside a whole model they have been evicted by
+            the rest of the network since the last inference; blocks do
+            tens of multiply-adds per weight byte, so their cache state
+            matters much less, while a flush also makes their activations
+            and the interpreter's own data cold, which a whole model does not
+            suffer, so `"cold"` over-predicts whole models
+            (`benchmarks/bench_latency_table.py` compares all three).
+            All three come from the same stored measurements.
+            Defaults to `"mixed"`.
+        calibrated: apply the whole-model scale or intercept stored by
+            `calibrate(...)` for this clock, cache mode and statistic (none
+            stored: none applied).
+            Defaults to `True`.
+        verbose: print one line per measured component. Defaults to `False`.
+
+    Attributes:
+        path, num_threads, warmup, runs, statistic, clock, cache, calibrated:
+            as given.
+        fingerprint: `runtime_fingerprint(num_threads)`.
+        entries: dict config key -> stored measurement (this fingerprint's).
+        calibration: dict `calibration_key` -> stored intercept and points.
+
+    Example:
+
+    >>> from mnv3_layers.latency_table import LatencyTable
+    >>> table = LatencyTable("latency_table.json", runs=30)  # doctest: +SKIP
+    >>> print(table.predict("small", alpha=0.75, input_shape=(224, 224, 3)))  # doctest: +SKIP
+    Predicted latency 4.1 ms (median of each component, 13 components, ...
+    """
+
+    def __init__(self, path=None, num_threads=1, warmup=5, runs=30, statistic="median",
+                 clock="wall", cache="mixed", calibrated=True, verbose=False):
+        if path is None:
+            path = default_table_path()
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                "`path` must be a file path or None. "
+                f"Received: path of type {type(path).__name__}"
+            )
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            raise ValueError(
+                f"`path` must be a JSON file, not a directory. Received: path={path!r}"
+            )
+        self.path = path
+        self.num_threads = check_positive_int("num_threads", num_threads)
+        self.warmup = latency_lib.check_warmup(warmup)
+        self.runs = check_positive_int("runs", runs)
+        if statistic not in STATISTICS:
+            raise ValueError(
+                f"`statistic` must be one of {STATISTICS}. Received: statistic={statistic!r}"
+            )
+        self.statistic = statistic
+        if clock not in CLOCKS:
+            raise ValueError(f"`clock` must be one of {CLOCKS}. Received: clock={clock!r}")
+        if clock == "cpu" and self.num_threads != 1:
+            raise ValueError(
+                "`clock='cpu'` times the calling thread, so it needs num_threads=1. "
+                f"Received: clock={clock!r}, num_threads={num_threads!r}"
+            )
+        self.clock = clock
+        if cache not in CACHES:
+            raise ValueError(f"`cache` must be one of {CACHES}. Received: cache={cache!r}")
+        self.cache = cache
+        self.calibrated = bool(calibrated)
+        self.verbose = bool(verbose)
+        self.fingerprint = runtime_fingerprint(self.num_threads)
+        self._fp_key = fingerprint_key(self.fingerprint)
+        self.entries = {}
+        self.calibration = {}
+        self.load()
+
+    # --- File ---
+
+    def load(self):
+        """(Re)reads this fingerprint's entries from `path`; a corrupt file is set aside."""
+        try:
+            data = _read_file(self.path)
+        except ValueError as e:
+            backup = self.path + ".corrupt"
+            os.replace(self.path, backup)
+            warnings.warn(
+                f"Latency table {self.path!r} is corrupt ({e}); it was moved to "
+                f"{backup!r} and the table is rebuilt by measuring again.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            data = None
+        table = (data or _empty_file())["tables"].get(self._fp_key)
+        self.entries = dict(table["entries"]) if table else {}
+        self.calibration = dict(table.get("calibration", {})) if table else {}
+
+    def save(self):
+        """Merges this table's entries into the file at `path`, atomically."""
+        try:
+            data = _read_file(self.path) or _empty_file()
+        except ValueError:
+            data = _empty_file()  # Set aside by `load`; another writer broke it since.
+        table = data["tables"].setdefault(
+            self._fp_key, {"fingerprint": self.fingerprint, "entries": {}}
+        )
+        table["entries"].update(self.entries)
+        if self.calibration:
+            table.setdefault("calibration", {}).update(self.calibration)
+        write_json_atomic(self.path, data)
+
+    # --- Lookup ---
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __contains__(self, config):
+        return self._key(config) in self.entries
+
+    @staticmethod
+    def _key(config):
+        return config if isinstance(config, str) else config.key
+
+    def _is_cold(self, key):
+        return self.cache == "cold" or (self.cache == "mixed" and key.startswith("head/"))
+
+    def _stat(self, key):
+        cache = "cold_" if self._is_cold(key) else ""
+        clock = "cpu_" if self.clock == "cpu" else ""
+        return float(self.entries[key][f"{cache}{clock}{self.statistic}_ms"])
+
+    @property
+    def overhead_ms(self):
+        """The fixed per-invoke cost: a one-op model, warm cache, measured on first use.
+
+        Always the warm-cache value (with this table's clock and statistic):
+        it stands for the interpreter's own per-invoke work, which a whole
+        model pays once; a cold-cache run of a one-op model would also count
+        cache misses on data that a whole model touches anyway.
+        """
+        if OVERHEAD_KEY not in self.entries:
+            self.measure([])
+        clock = "cpu_" if self.clock == "cpu" else ""
+        return float(self.entries[OVERHEAD_KEY][f"{clock}{self.statistic}_ms"])
+
+    def latency_ms(self, config):
+        """Latency of one component as measured alone (measured now if missing)."""
+        key = self._key(config)
+        if key not in self.entries:
+            if isinstance(config, str):
+                raise KeyError(f"No measurement for {config!r} in the latency table.")
+            self.measure([config])
+        return self._stat(key)
+
+    def measure(self, configs, force=False):
+        """Measures every configuration not in the table yet (all of them if `force`).
+
+        Also measures the fixed overhead if it is missing. Saves the file
+        once at the end. Returns the number of components measured.
+        """
+        configs = list(configs)
+        for config in configs:
+            if not isinstance(config, (StemConfig, BneckConfig, HeadConfig)):
+                raise TypeError(
+                    "`configs` must hold StemConfig, BneckConfig or HeadConfig objects. "
+                    f"Received: {config!r}"
+                )
+        todo = {}
+        if force or OVERHEAD_KEY not in self.entries:
+            todo[OVERHEAD_KEY] = OVERHEAD_KEY
+        for config in configs:
+            if force or config.key not in self.entries:
+                todo[config.key] = config
+        if not todo:
+            return 0
+        results = self._measure_many(list(todo.values()))
+        self.record(list(todo.values()), results)
+        return len(todo)
+
+    def record(self, configs, results):
+        """Stores measurements made elsewhere and saves the file.
+
+        Args:
+            configs: configurations (or `OVERHEAD_KEY`).
+            results: one dict per configuration as returned by
+                `time_runners(..., cold=True)`.
+        """
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        for config, result in zip(configs, results, strict=True):
+            missing = [k for k in STAT_KEYS if k not in result]
+            if missing:
+                raise ValueError(f"A result for {self._key(config)!r} lacks {missing}.")
+            entry = dict(result)
+            entry["config"] = None if config == OVERHEAD_KEY else config_to_dict(config)
+            entry["measured_at"] = stamp
+            self.entries[self._key(config)] = entry
+            if self.verbose:
+                print(f"  measured {result['median_ms']:8.3f} ms (median)  "
+                      f"{self._key(config)}", flush=True)
+        self.save()
+
+    def _measure_many(self, configs):
+        """Builds, converts and times `configs`; returns one stats dict each.
+
+        The timed runs are interleaved in rounds over all configs. Override
+        `measure_flatbuffers` (or this) to plug in another timer.
+        """
+        flatbuffers = [convert_float_tflite(build_component(c)) for c in configs]
+        return self.measure_flatbuffers(flatbuffers)
+
+    def measure_flatbuffers(self, flatbuffers):
+        """Times TFLite flatbuffers warm and cold in interleaved rounds; one stats dict each."""
+        timers = [TFLiteTimer(flat, self.num_threads) for flat in flatbuffers]
+        return time_runners(timers, self.warmup, self.runs, cold=True)
+
+    # --- Calibration ---
+
+    @property
+    def calibration_key(self):
+        """Calibrations are stored per clock, cache mode and statistic."""
+        return f"{self.clock}/{self.cache}/{self.statistic}"
+
+    @property
+    def intercept_ms(self):
+        """The stored whole-model intercept for this table's settings (0 if none / off)."""
+        if not self.calibrated:
+            return 0.0
+        return float(self.calibration.get(self.calibration_key, {}).get("intercept_ms", 0.0))
+
+    @property
+    def scale(self):
+        """The stored whole-model scale for this table's settings (1 if none / off)."""
+        if not self.calibrated:
+            return 1.0
+        return float(self.calibration.get(self.calibration_key, {}).get("scale", 1.0))
+
+    @property
+    def spill_ms_per_mib(self):
+        """The stored L2-spill cost (ms per MiB) for this table's settings (0 if none / off)."""
+        if not self.calibrated:
+            return 0.0
+        return float(
+            self.calibration.get(self.calibration_key, {}).get("spill_ms_per_mib", 0.0))
+
+    @property
+    def l2_bytes(self):
+        """The L2 size used for the spill term: the calibration's, else this CPU's (0 if unknown)."""
+        stored = self.calibration.get(self.calibration_key, {}).get("l2_bytes")
+        if stored is not None:
+            return int(stored)
+        return l2_cache_bytes() or 0
+
+    def spill_mib(self, configs, l2_bytes=None):
+        """MiB of stem and block weights that a whole model streams past L2 per inference.
+
+        Timed alone and back to back, a stem or block finds its weights in
+        L2 (or mostly so). Inside a whole model whose weights (all
+        components) exceed the L2 cache, an inference sweeps through all of
+        them in the same order every time, so by the time a block runs
+        again its weights have been evicted and come from the next level:
+        all of the stem and block weights count. Below the L2 size nothing
+        does. Components timed cold (see `cache`) and the head are left
+        out: the head's pooled 1x1 convolutions already stream megabytes
+        of weights when timed alone.
+
+        Args:
+            configs: the components of one model.
+            l2_bytes: the L2 size. Defaults to `None`: `self.l2_bytes`.
+
+        Returns:
+            MiB (float); 0 when the model's weights fit in L2.
+        """
+        if l2_bytes is None:
+            l2_bytes = self.l2_bytes
+        configs = list(configs)
+        if sum(component_weight_bytes(c) for c in configs) <= l2_bytes:
+            return 0.0
+        spilled = sum(
+            component_weight_bytes(c) for c in configs
+            if not isinstance(c, HeadConfig) and not self._is_cold(self._key(c))
+        )
+        return spilled / 2**20
+
+    def calibrate(self, measurements, kind="scale", l2_bytes=None):
+        """Fits and stores a whole-model correction from measured whole models.
+
+        The sum of separately timed components can differ from the whole
+        model systematically (see `benchmarks/bench_latency_table.py` for
+        the causes and the measurements). Three kinds of correction:
+
+        - `"scale"`: proportional (the median of `measured / prediction`),
+          e.g. when every component pays cold instruction caches and branch
+          predictors that a whole model warms once.
+        - `"intercept"`: a fixed per-model amount (the median of
+          `measured - prediction`).
+        - `"spill"`: a cost per MiB of stem and block weights in models
+          too large for the L2 cache (`spill_mib`; the least-squares slope
+          of `measured - prediction` over `spill_mib` through the origin,
+          never below 0). A block timed alone and back to back keeps its
+          weights in L2; inside a whole model that does not fit in L2,
+          every block's weights were evicted by the others since the last
+          inference and stream in from the next level. Use it with
+          `cache="warm"` (measured best, see
+          `benchmarks/bench_latency_table.py`); only models that exceed L2
+          can calibrate it, so include one.
+
+        A couple of end-to-end measurements fix it. It is stored in the file
+        (per clock, cache mode and statistic) and applied to every
+        prediction of tables opened with `calibrated=True`.
+
+        Args:
+            measurements: a non-empty list of `(configs, measured_ms)`:
+                the components of a whole model (`model_configs(...)`) and
+                its measured latency on this table's clock and statistic
+                (e.g. `measure_tflite(model)["cpu_median_ms"]` for
+                `clock="cpu"`).
+            kind: `"scale"`, `"intercept"` or `"spill"`. Defaults to
+                `"scale"`.
+            l2_bytes: the L2 cache size for `kind="spill"`, stored with the
+                calibration. Defaults to `None`: this CPU's
+                (`l2_cache_bytes()`), or 0 (every model spills) when it
+                cannot be read.
+
+        Returns:
+            The fitted scale (a ratio), intercept (milliseconds) or spill
+            cost (milliseconds per MiB).
+        """
+        if kind not in ("scale", "intercept", "spill"):
+            raise ValueError(
+                "`kind` must be 'scale', 'intercept' or 'spill'. "
+                f"Received: kind={kind!r}"
+            )
+        if l2_bytes is None:
+            l2_bytes = l2_cache_bytes() or 0
+        elif isinstance(l2_bytes, bool) or not isinstance(l2_bytes, numbers.Integral) or (
+                l2_bytes < 0):
+            raise ValueError(
+                "`l2_bytes` must be a non-negative integer or None. "
+                f"Received: l2_bytes={l2_bytes!r}"
+            )
+        measurements = list(measurements)
+        if not measurements:
+            raise ValueError(
+                "`measurements` must be a non-empty list of (configs, measured_ms). "
+                "Received: measurements=[]"
+            )
+        points = []
+        for item in measurements:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise ValueError(
+                    "`measurements` must hold (configs, measured_ms) pairs. "
+                    f"Received: {item!r}"
+                )
+            configs, measured = item
+            configs = list(configs)
+            if isinstance(measured, bool) or not _finite(measured, lambda v: v > 0):
+                raise ValueError(
+                    "`measured_ms` must be a positive finite number. "
+                    f"Received: measured_ms={measured!r}"
+                )
+            calibrated, self.calibrated = self.calibrated, False
+            try:
+                raw = self.predict_configs(configs).total_ms
+            finally:
+                self.calibrated = calibrated
+            points.append({"raw_predicted_ms": raw, "measured_ms": float(measured),
+                           "spill_mib": self.spill_mib(configs, int(l2_bytes)),
+                           "first": self._key(configs[0])})
+        scale, intercept, per_mib = 1.0, 0.0, 0.0
+        if kind == "intercept":
+            value = intercept = float(
+                np.median([p["measured_ms"] - p["raw_predicted_ms"] for p in points]))
+        elif kind == "scale":
+            value = scale = float(
+                np.median([p["measured_ms"] / p["raw_predicted_ms"] for p in points]))
+        else:
+            spilling = [p for p in points if p["spill_mib"] > 0]
+            if not spilling:
+                raise ValueError(
+                    "`kind='spill'` needs at least one model larger than the L2 cache "
+                    f"({l2_bytes / 2**20:.2f} MiB, `l2_bytes`) with warm-timed stem or "
+                    f"blocks (cache={self.cache!r}); none of the {len(points)} given has. "
+                    "Calibrate with a larger model, cache='warm', or kind='scale'."
+                )
+            # Least squares through the origin: the models that spill most
+            # (whose excess is least drowned by timing noise) weigh most.
+            value = per_mib = max(0.0, float(
+                sum((p["measured_ms"] - p["raw_predicted_ms"]) * p["spill_mib"]
+                    for p in spilling) / sum(p["spill_mib"] ** 2 for p in spilling)))
+        self.calibration[self.calibration_key] = {
+            "kind": kind, "intercept_ms": intercept, "scale": scale,
+            "spill_ms_per_mib": per_mib, "l2_bytes": int(l2_bytes), "points": points}
+        self.save()
+        return value
+
+    # --- Prediction ---
+
+    def predict_configs(self, configs):
+        """`LatencyPrediction` for a list of components (missing ones measured first)."""
+        configs = list(configs)
+        if not configs:
+            raise ValueError("`configs` must not be empty. Received: configs=[]")
+        self.measure(configs)
+        overhead = self.overhead_ms
+        components = tuple((c.key, self._stat(c.key)) for c in configs)
+        total = overhead + sum(max(ms - overhead, 0.0) for _, ms in components)
+        intercept, scale = self.intercept_ms, self.scale
+        per_mib = self.spill_ms_per_mib
+        spill = self.spill_mib(configs) if per_mib else 0.0
+        return LatencyPrediction(
+            total_ms=float(scale * total + intercept + per_mib * spill),
+            intercept_ms=intercept,
+            scale=scale,
+            spill_mib=spill,
+            spill_ms_per_mib=per_mib,
+            overhead_ms=overhead,
+            components=components,
+            statistic=self.statistic,
+            clock=self.clock,
+            cache=self.cache,
+            fingerprint=dict(self.fingerprint),
+        )
+
+    def predict(
+        self,
+        variant="large",
+        alpha=1.0,
+        minimalistic=False,
+        input_shape=(224, 224, 3),
+        top="applications",
+        classes=1000,
+        include_preprocessing=True,
+        output_stride=32,
+        reduced_tail=False,
+    ):
+        """Predicted batch-1 TFLite latency of a MobileNetV3 on this CPU.
+
+        Arguments as for `model_configs`; for the applications,
+        `MobileNetV3Small(alpha=a, input_shape=s)` is
+        `predict("small", a, input_shape=s)` and `include_top=False` is
+        `top="features"`.
+
+        Returns:
+            A `LatencyPrediction`.
+        """
+        return self.predict_configs(
+            model_configs(
+                variant, alpha, minimalistic, input_shape, top, classes,
+                include_preprocessing, output_stride, reduced_tail,
+            )
+        )
+
+    def __repr__(self):
+        return (
+            f"LatencyTable(path={self.path!r}, entries={len(self)}, "
+            f"statistic={self.statistic!r}, clock={self.clock!r}, cache={self.cache!r}, "
+            f"num_threads={self.num_threads})"
+        )
