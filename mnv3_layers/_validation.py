@@ -1,10 +1,11 @@
-"""Small argument checks shared by the layers and applications.
+"""Argument checks: the one module every level uses for its argument checks.
 
 Every check raises `ValueError`/`TypeError` whose message names the argument
 and the received value, in the Keras style:
 "`se_ratio` must be in (0, 1]. Received: se_ratio=1.5".
 """
 
+import math
 import numbers
 
 ACTIVATIONS = ("relu", "hard_swish")
@@ -74,3 +75,37 @@ def check_strides(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value not in (1, 2):
         raise ValueError(f"`{name}` must be 1 or 2. Received: {name}={value!r}")
     return int(value)
+
+
+def check_non_negative_int(name, value):
+    """Checks `value` is an int >= 0 (not a bool); returns it as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(
+            f"`{name}` must be a non-negative integer. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_finite_positive(name, value, allow_none=False):
+    """Checks `value` is a finite real number > 0 (or None if `allow_none`)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    return value
+
+
+def check_bool(name, value):
+    """Checks `value` is a bool (not 0/1 or a string)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """Checks `value` is one of `choices` (compared with ==, strings only by value)."""
+    if not any(value is c or (isinstance(value, str) and value == c) for c in choices):
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}")
+    return value
