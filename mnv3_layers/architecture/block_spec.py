@@ -1,10 +1,8 @@
 """MobileNetV3 architectures as data: the paper's Tables 1 and 2, row for row.
 
 Each row is a frozen `BlockSpec` holding the paper's columns at width 1.0:
-kernel, exp size, #out, SE, NL, stride. `resolve_architecture` is the one
-place where the width multiplier (`alpha`), `minimalistic` and the output
-stride are applied; everything else (applications, parameter/MAdds profile,
-feature metadata) reads its result.
+kernel, exp size, #out, SE, NL, stride. `resolve.resolve_architecture` applies
+the width multiplier, `minimalistic` and the output stride (re-exported here).
 
 Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, Table 1
 (Large) and Table 2 (Small), as implemented in TF-slim and keras.applications
@@ -15,7 +13,6 @@ import dataclasses
 import numbers
 
 from mnv3_layers._validation import ACTIVATIONS
-from mnv3_layers.layers.make_divisible import make_divisible
 
 RE = "relu"
 HS = "hard_swish"
@@ -215,84 +212,6 @@ SE_RATIO = 0.25
 BN_EPSILON = 1e-3
 
 
-@dataclasses.dataclass(frozen=True)
-class BlockConfig:
-    """One block after alpha/minimalistic/output stride are applied.
-
-    `expansion` is the ratio passed to `InvertedResidual`;
-    `expanded_filters` is the width it will build from `in_channels`.
-    `stride` is the block's cumulative output stride (relative to the input).
-    """
-
-    index: int
-    in_channels: int
-    expansion: float
-    expanded_filters: int
-    filters: int
-    kernel_size: int
-    strides: int
-    dilation_rate: int
-    se_ratio: object
-    activation: str
-    stride: int
-
-    @property
-    def has_expand(self):
-        return self.expanded_filters != self.in_channels
-
-    @property
-    def use_residual(self):
-        return self.strides == 1 and self.in_channels == self.filters
-
-
-@dataclasses.dataclass(frozen=True)
-class ResolvedArchitecture:
-    """Every width, kernel, stride and activation of one concrete model."""
-
-    name: str
-    alpha: float
-    minimalistic: bool
-    output_stride: int
-    stem: StemSpec
-    stem_activation: str
-    blocks: tuple
-    last_stage_filters: int
-    last_point_filters: int
-    last_stage_activation: str
-    reduced_tail: bool = False
-
-
-def tail_start_index(arch):
-    """Index of the first bneck row of the last stage (the paper's C4 -> C5 block).
-
-    That is the last row with stride 2 in the table: Large row 12 (the
-    672-exp, 160-out block), Small row 8 (288 exp, 96 out). Its expansion
-    output is the SSDLite C4 feature (paper section 6.3) and `reduced_tail`
-    halves it and every layer after it.
-
-    Raises:
-        ValueError: the table has no stride-2 row.
-    """
-    arch = get_architecture(arch)
-    rows = [i for i, row in enumerate(arch.blocks) if row.strides == 2]
-    if not rows:
-        raise ValueError(
-            "The architecture has no stride-2 block, so it has no last stage to "
-            f"reduce or tap. Received: variant={arch.name!r}"
-        )
-    return rows[-1]
-
-
-def _check_alpha(alpha):
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(
-            f"`alpha` must be a positive number. Received: alpha={alpha!r} "
-            f"of type {type(alpha).__name__}"
-        )
-    if not alpha > 0:
-        raise ValueError(f"`alpha` must be a positive number. Received: alpha={alpha!r}")
-
-
 def get_architecture(variant, argument="variant"):
     """The `ArchitectureSpec` of a variant name, a spec, or a spec's dict form.
 
@@ -342,119 +261,15 @@ def block_name(index):
     return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
 
 
-def resolve_architecture(
-    variant, alpha=1.0, minimalistic=False, output_stride=32, divisor=8, *, reduced_tail=False
-):
-    """Applies width multiplier, minimalistic and output stride to a table.
+# Resolution lives in `resolve.py` (which imports this module); the old names
+# stay importable from here.
+_RESOLVE_NAMES = ("BlockConfig", "ResolvedArchitecture", "resolve_architecture",
+                  "tail_start_index", "_check_alpha")
 
-    The rules are those of keras.applications / TF-slim:
 
-    - block widths are `make_divisible(filters * alpha)`; the stem stays 16;
-    - a block's expansion ratio is `exp_size / in_filters` of the paper row,
-      so the expanded width is `make_divisible(scaled_in * ratio)`;
-    - the last stage's 1x1 conv is `make_divisible(scaled_last * 960/160)`
-      (Large) and the pooled layer is 1280 (1024) unless `alpha > 1`, when it
-      grows to `make_divisible(1280 * alpha)`;
-    - `minimalistic`: every kernel 3x3, every activation ReLU, no SE;
-    - `output_stride` (8, 16 or 32): once the running stride reaches it,
-      later stride-2 blocks use stride 1 and double the dilation instead;
-    - `reduced_tail` (paper section 6.3, TF-slim's `V3_LARGE_DETECTION` /
-      `V3_SMALL_DETECTION`): the output widths of the last-stage blocks
-      (from `tail_start_index`: Large rows 12-14, Small rows 8-10) and of
-      the last stage's 1x1 conv are halved (`round(filters / 2)` before
-      `alpha`); expansion ratios stay relative to the input, as in TF-slim,
-      so the first reduced block keeps its full expansion (672 / 288, the
-      SSDLite C4 tap) and the later ones halve it (960 -> 480, 576 -> 288).
+def __getattr__(name):
+    if name in _RESOLVE_NAMES:
+        from mnv3_layers.architecture import resolve
 
-    Args:
-        variant: `"large"`, `"small"` or an `ArchitectureSpec`.
-        alpha: width multiplier. Defaults to `1.0`.
-        minimalistic: the paper's minimalistic variant. Defaults to `False`.
-        output_stride: 8, 16 or 32. Defaults to `32`.
-        divisor: channel rounding. Defaults to `8`.
-        reduced_tail: halve the channels after C4 (see above).
-            Defaults to `False`.
-
-    Returns:
-        A `ResolvedArchitecture`.
-    """
-    arch = get_architecture(variant)
-    _check_alpha(alpha)
-    if not isinstance(minimalistic, bool):
-        raise TypeError(
-            f"`minimalistic` must be a bool. Received: minimalistic={minimalistic!r}"
-        )
-    if (
-        isinstance(output_stride, bool)
-        or not isinstance(output_stride, numbers.Integral)
-        or output_stride not in (8, 16, 32)
-    ):
-        raise ValueError(
-            f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride!r}"
-        )
-    if not isinstance(reduced_tail, bool):
-        raise TypeError(
-            f"`reduced_tail` must be a bool. Received: reduced_tail={reduced_tail!r}"
-        )
-    tail_start = tail_start_index(arch) if reduced_tail else len(arch.blocks)
-
-    def depth(channels):
-        return make_divisible(channels * alpha, divisor)
-
-    def act(name):
-        return RE if minimalistic else name
-
-    in_channels = arch.stem.filters
-    paper_in = arch.stem.filters
-    stride = arch.stem.strides
-    dilation = 1
-    blocks = []
-    for index, row in enumerate(arch.blocks):
-        expansion = row.exp_size / paper_in
-        # TF-slim `_reduce_consecutive_layers`: halve `num_outputs` only.
-        filters = depth(round(row.filters * 0.5) if index >= tail_start else row.filters)
-        strides = row.strides
-        # TF-slim's rule (mobilenet.py, output_stride): a block that would
-        # go below the output stride keeps stride 1 and the current rate;
-        # every block after it runs at twice that rate.
-        block_dilation = dilation
-        if strides == 2 and stride >= output_stride:
-            strides = 1
-            dilation *= 2
-        elif strides == 2:
-            stride *= 2
-        blocks.append(
-            BlockConfig(
-                index=index,
-                in_channels=in_channels,
-                expansion=expansion,
-                expanded_filters=make_divisible(in_channels * expansion, divisor),
-                filters=filters,
-                kernel_size=3 if minimalistic else row.kernel_size,
-                strides=strides,
-                dilation_rate=block_dilation,
-                se_ratio=SE_RATIO if row.se and not minimalistic else None,
-                activation=act(row.activation),
-                stride=stride,
-            )
-        )
-        in_channels = filters
-        paper_in = row.filters
-
-    last_ratio = arch.last_stage.exp_size / paper_in
-    last_point = arch.last_stage.last_point_filters
-    if alpha > 1.0:
-        last_point = make_divisible(last_point * alpha, divisor)
-    return ResolvedArchitecture(
-        name=arch.name,
-        alpha=alpha,
-        minimalistic=minimalistic,
-        output_stride=output_stride,
-        stem=arch.stem,
-        stem_activation=act(arch.stem.activation),
-        blocks=tuple(blocks),
-        last_stage_filters=make_divisible(in_channels * last_ratio, divisor),
-        last_point_filters=last_point,
-        last_stage_activation=act(arch.last_stage.activation),
-        reduced_tail=reduced_tail,
-    )
+        return getattr(resolve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
