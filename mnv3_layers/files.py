@@ -81,3 +81,8 @@ def write_json_atomic(path, data, indent=2, sort_keys=False, default=None, maked
 def save_model_atomic(model, path):
     """`model.save(path)` atomically (`.keras` files); returns `path`."""
     return atomic_write(path, model.save)
+
+
+def save_weights_atomic(model, path):
+    """`model.save_weights(path)` atomically (`.weights.h5` files); returns `path`."""
+    return atomic_write(path, model.save_weights, suffix=".weights.h5")
