@@ -28,17 +28,19 @@ import math
 import keras
 
 from mnv3_layers._registry import register
-from mnv3_layers._validation import check_fraction
+from mnv3_layers._validation import check_bool, check_fraction
 from mnv3_layers.applications import weights as weights_lib
-from mnv3_layers.applications.mobilenet_v3 import build_stem_and_blocks, check_input_shape
+from mnv3_layers.applications.mobilenet_v3 import (
+    build_head,
+    build_stem_and_blocks,
+    check_input_shape,
+)
 from mnv3_layers.architecture.block_spec import (
-    BN_EPSILON,
     block_name,
     get_architecture,
     resolve_architecture,
     tail_start_index,
 )
-from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
 
 STEM_TAP = "conv_activation"
 LAST_STAGE_TAP = "last_stage"
@@ -72,11 +74,6 @@ class FeatureInfo:
     def key(self):
         """Unique key of the tap: `name`, or `name + "/expansion_output"`."""
         return self.name if self.kind == "block" else f"{self.name}/expansion_output"
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
 
 
 def _variant_config(variant):
@@ -266,9 +263,9 @@ class MobileNetV3Backbone(keras.Model):
                 f"keras.config.image_data_format()={keras.config.image_data_format()!r}"
             )
         spec = get_architecture(variant)
-        _check_bool("minimalistic", minimalistic)
-        _check_bool("include_preprocessing", include_preprocessing)
-        _check_bool("reduced_tail", reduced_tail)
+        check_bool("minimalistic", minimalistic)
+        check_bool("include_preprocessing", include_preprocessing)
+        check_bool("reduced_tail", reduced_tail)
         arch = resolve_architecture(
             spec, alpha, minimalistic, output_stride, reduced_tail=reduced_tail
         )
@@ -287,20 +284,15 @@ class MobileNetV3Backbone(keras.Model):
         # The stem and blocks come from the builder the applications use, so
         # layer names and weights are the same as `MobileNetV3*(include_top=False)`.
         inputs = keras.Input(shape=input_shape)
-        x = inputs
-        if include_preprocessing:
-            x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")(x)
         outputs = build_stem_and_blocks(
-            x, arch, bn_momentum, expansion_output_block=tap_block
+            inputs, arch, bn_momentum, expansion_output_block=tap_block,
+            include_preprocessing=include_preprocessing,
         )
-        x = EfficientLastStage(
-            arch.last_stage_filters,
-            last_point_filters=None,
-            activation=arch.last_stage_activation,
-            bn_momentum=bn_momentum,
-            bn_epsilon=BN_EPSILON,
+        x = build_head(
+            list(outputs.values())[-1], arch.last_stage_filters, None,
+            arch.last_stage_activation, include_top=False, bn_momentum=bn_momentum,
             name=LAST_STAGE_TAP,
-        )(list(outputs.values())[-1])
+        )
         outputs[LAST_STAGE_TAP] = x
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
 

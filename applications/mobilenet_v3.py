@@ -9,11 +9,12 @@ Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019.
 """
 
 import numbers
+import warnings
 
 import keras
 
 from mnv3_layers.layers._activation import activation_layer
-from mnv3_layers._validation import check_fraction
+from mnv3_layers._validation import check_bool, check_fraction
 from mnv3_layers.applications import weights as weights_lib
 from mnv3_layers.architecture.block_spec import BN_EPSILON, block_name, resolve_architecture
 from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
@@ -27,18 +28,53 @@ def expansion_output_key(index):
     return f"{block_name(index)}/expansion_output"
 
 
-def build_stem_and_blocks(x, arch, bn_momentum=0.99, expansion_output_block=None):
+def build_stem(x, filters, kernel_size, strides, activation, bn_momentum=0.99,
+               include_preprocessing=False):
+    """Applies the stem: optional `Rescaling`, then Conv2D + BN + activation.
+
+    The one stem builder of the applications, the backbone and the latency
+    components. Layer names: `"rescaling"`, `"conv"`, `"conv_bn"`,
+    `"conv_activation"`.
+
+    Args:
+        x: the input tensor (images in [0, 255] when `include_preprocessing`).
+        filters: stem output channels.
+        kernel_size: stem kernel size.
+        strides: stem strides.
+        activation: `"relu"` or `"hard_swish"`.
+        bn_momentum: batch-norm momentum. Defaults to `0.99`.
+        include_preprocessing: rescale from [0, 255] to [-1, 1] first.
+            Defaults to `False`.
+
+    Returns:
+        The stem activation's output tensor.
+    """
+    if include_preprocessing:
+        x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")(x)
+    x = keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=False, name="conv",
+    )(x)
+    x = keras.layers.BatchNormalization(
+        momentum=bn_momentum, epsilon=BN_EPSILON, name="conv_bn"
+    )(x)
+    return activation_layer(activation, name="conv_activation")(x)
+
+
+def build_stem_and_blocks(x, arch, bn_momentum=0.99, expansion_output_block=None,
+                          include_preprocessing=False):
     """Applies the stem and every bneck block of a `ResolvedArchitecture` to `x`.
 
     Shared by the applications and the backbone, so both have the same layer
     names and weights.
 
     Args:
-        x: the (preprocessed) input tensor.
+        x: the input tensor.
         arch: a `ResolvedArchitecture`.
         bn_momentum: batch-norm momentum. Defaults to `0.99`.
         expansion_output_block: index of a block whose expansion output
             (after the expand activation) is also returned, or `None`.
+            Defaults to `None`.
+        include_preprocessing: see `build_stem`. Defaults to `False`.
 
     Returns:
         A dict, in call order, from layer name (`"conv_activation"`,
@@ -46,14 +82,8 @@ def build_stem_and_blocks(x, arch, bn_momentum=0.99, expansion_output_block=None
         plus `expansion_output_key(i)` for `expansion_output_block=i`.
     """
     stem = arch.stem
-    x = keras.layers.Conv2D(
-        stem.filters, stem.kernel_size, strides=stem.strides, padding="same",
-        use_bias=False, name="conv",
-    )(x)
-    x = keras.layers.BatchNormalization(
-        momentum=bn_momentum, epsilon=BN_EPSILON, name="conv_bn"
-    )(x)
-    x = activation_layer(arch.stem_activation, name="conv_activation")(x)
+    x = build_stem(x, stem.filters, stem.kernel_size, stem.strides, arch.stem_activation,
+                   bn_momentum, include_preprocessing)
     outputs = {"conv_activation": x}
     for block in arch.blocks:
         tap = block.index == expansion_output_block
@@ -76,6 +106,61 @@ def build_stem_and_blocks(x, arch, bn_momentum=0.99, expansion_output_block=None
             x = layer(x)
         outputs[layer.name] = x
     return outputs
+
+
+def build_top(x, include_top=True, classes=1000, classifier_activation="softmax", pooling=None):
+    """Applies the applications' top to the last stage's output.
+
+    `include_top`: 1x1 `"logits"` conv, `"flatten"`, `"predictions"`
+    activation (keras.applications' layer names); otherwise `pooling`
+    `"avg"` (`"avg_pool"`), `"max"` (`"max_pool"`) or `None` (nothing).
+
+    Args:
+        x: the last stage's output, `(batch, 1, 1, last_point_filters)` with
+            `include_top`, else `(batch, rows, cols, channels)`.
+        include_top: add the classifier. Defaults to `True`.
+        classes: classifier width. Defaults to `1000`.
+        classifier_activation: activation of `"predictions"`.
+            Defaults to `"softmax"`.
+        pooling: `None`, `"avg"` or `"max"`, used when not `include_top`.
+            Defaults to `None`.
+
+    Returns:
+        The output tensor.
+    """
+    if include_top:
+        x = keras.layers.Conv2D(classes, 1, padding="same", name="logits")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        return keras.layers.Activation(classifier_activation, name="predictions")(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def build_head(x, filters, last_point_filters, activation, include_top=True, classes=1000,
+               classifier_activation="softmax", pooling=None, dropout_rate=0.2,
+               bn_momentum=0.99, name="last_stage"):
+    """Applies `EfficientLastStage` (named `name`) and then `build_top`.
+
+    The last stage keeps its pooled 1x1 conv to `last_point_filters` only
+    with `include_top`. Other arguments are those of `EfficientLastStage`
+    and `build_top`.
+
+    Returns:
+        The output tensor.
+    """
+    x = EfficientLastStage(
+        filters,
+        last_point_filters=last_point_filters if include_top else None,
+        activation=activation,
+        dropout_rate=dropout_rate,
+        bn_momentum=bn_momentum,
+        bn_epsilon=BN_EPSILON,
+        name=name,
+    )(x)
+    return build_top(x, include_top, classes, classifier_activation, pooling)
 
 
 def check_input_shape(input_shape, weights):
@@ -116,36 +201,16 @@ def check_input_shape(input_shape, weights):
     return tuple(input_shape)
 
 
-def _mobilenet_v3(
-    variant,
-    input_shape,
-    alpha,
-    minimalistic,
-    include_top,
-    weights,
-    input_tensor,
-    classes,
-    pooling,
-    dropout_rate,
-    classifier_activation,
-    include_preprocessing,
-    name,
-    bn_momentum,
-):
-    # === Argument checks (all before anything is built) ===
+def _check_flags_and_head(include_top, minimalistic, include_preprocessing, pooling,
+                          classes, dropout_rate, bn_momentum, name, classifier_activation):
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "mnv3_layers builds channels_last models only. Received: "
             f"keras.config.image_data_format()={keras.config.image_data_format()!r}"
         )
-    for flag_name, flag in (
-        ("include_top", include_top),
-        ("minimalistic", minimalistic),
-        ("include_preprocessing", include_preprocessing),
-    ):
-        if not isinstance(flag, bool):
-            raise TypeError(f"`{flag_name}` must be a bool. Received: {flag_name}={flag!r}")
-    arch = resolve_architecture(variant, alpha=alpha, minimalistic=minimalistic)
+    check_bool("include_top", include_top)
+    check_bool("minimalistic", minimalistic)
+    check_bool("include_preprocessing", include_preprocessing)
     if pooling not in (None, "avg", "max"):
         raise ValueError(
             f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}"
@@ -165,16 +230,10 @@ def _mobilenet_v3(
             "`classifier_activation` must be a string, a callable or None. "
             f"Received: classifier_activation={classifier_activation!r}"
         )
-    weights_lib.check_weights_argument(
-        weights,
-        model_type=arch.name,
-        alpha=alpha,
-        minimalistic=minimalistic,
-        include_top=include_top,
-        classes=classes,
-        classifier_activation=classifier_activation,
-    )
 
+
+def _resolve_input_shape(input_shape, input_tensor, weights):
+    """The model's input shape from `input_shape` and/or `input_tensor`, checked."""
     if input_tensor is not None:
         if not isinstance(input_tensor, keras.KerasTensor):
             raise TypeError(
@@ -192,52 +251,41 @@ def _mobilenet_v3(
         input_shape = (None, None, 3)
     input_shape = check_input_shape(input_shape, weights)
     if weights == "imagenet" and (input_shape[0] != 224 or input_shape[1] != 224):
-        import warnings
-
         warnings.warn(
             "`input_shape` is undefined or not 224x224: weights for input shape "
             "(224, 224) will be loaded as the default.",
-            stacklevel=3,
+            stacklevel=4,
         )
+    return input_shape
+
+
+def _mobilenet_v3(variant, input_shape, alpha, minimalistic, include_top, weights,
+                  input_tensor, classes, pooling, dropout_rate, classifier_activation,
+                  include_preprocessing, name, bn_momentum):
+    # === Argument checks (all before anything is built) ===
+    _check_flags_and_head(include_top, minimalistic, include_preprocessing, pooling,
+                          classes, dropout_rate, bn_momentum, name, classifier_activation)
+    arch = resolve_architecture(variant, alpha=alpha, minimalistic=minimalistic)
+    weight_args = dict(model_type=arch.name, alpha=alpha, minimalistic=minimalistic,
+                       include_top=include_top)
+    weights_lib.check_weights_argument(
+        weights, classes=classes, classifier_activation=classifier_activation, **weight_args
+    )
+    input_shape = _resolve_input_shape(input_shape, input_tensor, weights)
 
     # === Functional Model ===
     img_input = input_tensor if input_tensor is not None else keras.Input(shape=input_shape)
-    x = img_input
-    if include_preprocessing:
-        x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")(x)
-    x = list(build_stem_and_blocks(x, arch, bn_momentum).values())[-1]
-    x = EfficientLastStage(
-        arch.last_stage_filters,
-        last_point_filters=arch.last_point_filters if include_top else None,
-        activation=arch.last_stage_activation,
-        dropout_rate=dropout_rate,
-        bn_momentum=bn_momentum,
-        bn_epsilon=BN_EPSILON,
-        name="last_stage",
-    )(x)
-    if include_top:
-        x = keras.layers.Conv2D(classes, 1, padding="same", name="logits")(x)
-        x = keras.layers.Flatten(name="flatten")(x)
-        x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-
+    x = list(build_stem_and_blocks(img_input, arch, bn_momentum,
+                                   include_preprocessing=include_preprocessing).values())[-1]
+    x = build_head(x, arch.last_stage_filters, arch.last_point_filters,
+                   arch.last_stage_activation, include_top, classes, classifier_activation,
+                   pooling, dropout_rate, bn_momentum)
     if input_tensor is not None:
         inputs = keras.utils.get_source_inputs(input_tensor)
     else:
         inputs = img_input
     model = keras.Model(inputs, x, name=name)
-
-    weights_lib.load_weights(
-        model,
-        weights,
-        model_type=arch.name,
-        alpha=alpha,
-        minimalistic=minimalistic,
-        include_top=include_top,
-    )
+    weights_lib.load_weights(model, weights, **weight_args)
     return model
 
 
@@ -288,52 +336,38 @@ _DOC = """Instantiates MobileNetV3-{Variant}, drop-in for `keras.applications.Mo
     """
 
 
-def MobileNetV3Large(
-    input_shape=None,
-    alpha=1.0,
-    minimalistic=False,
-    include_top=True,
-    weights="imagenet",
-    input_tensor=None,
-    classes=1000,
-    pooling=None,
-    dropout_rate=0.2,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    name="MobileNetV3Large",
-    bn_momentum=0.99,
-):
-    return _mobilenet_v3(
-        "large", input_shape, alpha, minimalistic, include_top, weights, input_tensor,
-        classes, pooling, dropout_rate, classifier_activation, include_preprocessing,
-        name, bn_momentum,
-    )
+def _application(variant, table):
+    """`MobileNetV3Large` or `MobileNetV3Small`: one signature, one body."""
+    title = f"MobileNetV3{variant.capitalize()}"
+
+    def application(
+        input_shape=None,
+        alpha=1.0,
+        minimalistic=False,
+        include_top=True,
+        weights="imagenet",
+        input_tensor=None,
+        classes=1000,
+        pooling=None,
+        dropout_rate=0.2,
+        classifier_activation="softmax",
+        include_preprocessing=True,
+        name=title,
+        bn_momentum=0.99,
+    ):
+        return _mobilenet_v3(
+            variant, input_shape, alpha, minimalistic, include_top, weights, input_tensor,
+            classes, pooling, dropout_rate, classifier_activation, include_preprocessing,
+            name, bn_momentum,
+        )
+
+    application.__name__ = application.__qualname__ = title
+    application.__doc__ = _DOC.format(Variant=variant.capitalize(), table=table)
+    return application
 
 
-def MobileNetV3Small(
-    input_shape=None,
-    alpha=1.0,
-    minimalistic=False,
-    include_top=True,
-    weights="imagenet",
-    input_tensor=None,
-    classes=1000,
-    pooling=None,
-    dropout_rate=0.2,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    name="MobileNetV3Small",
-    bn_momentum=0.99,
-):
-    return _mobilenet_v3(
-        "small", input_shape, alpha, minimalistic, include_top, weights, input_tensor,
-        classes, pooling, dropout_rate, classifier_activation, include_preprocessing,
-        name, bn_momentum,
-    )
-
-
-MobileNetV3Large.__doc__ = _DOC.format(Variant="Large", table=1)
-MobileNetV3Small.__doc__ = _DOC.format(Variant="Small", table=2)
+MobileNetV3Large = _application("large", table=1)
+MobileNetV3Small = _application("small", table=2)
 
 
 def preprocess_input(x, data_format=None):
