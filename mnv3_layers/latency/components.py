@@ -401,27 +401,24 @@ def l2_cache_bytes(cpu=0, sysfs="/sys/devices/system/cpu"):
 
 
 def build_component(config):
-    """A batch-1 Keras model of one component, built like the applications build it."""
+    """A batch-1 Keras model of one component, built like the applications build it.
+
+    The stem and head come from the applications' own builders
+    (`build_stem`, `build_head` in `mnv3_layers.applications.mobilenet_v3`);
+    the `"dense"` top is global average pooling and a softmax `Dense`.
+    """
     import keras
 
-    from mnv3_layers.layers._activation import activation_layer
-    from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
+    from mnv3_layers.applications.mobilenet_v3 import build_head, build_stem
     from mnv3_layers.layers.inverted_residual import InvertedResidual
 
     if config == OVERHEAD_KEY:
         inputs = keras.Input((1, 1, 8), batch_size=1)
         return keras.Model(inputs, keras.layers.ReLU()(inputs))
     inputs = keras.Input((config.height, config.width, config.in_channels), batch_size=1)
-    x = inputs
     if isinstance(config, StemConfig):
-        if config.preprocessing:
-            x = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0)(x)
-        x = keras.layers.Conv2D(
-            config.filters, config.kernel_size, strides=config.strides, padding="same",
-            use_bias=False,
-        )(x)
-        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON)(x)
-        x = activation_layer(config.activation)(x)
+        x = build_stem(inputs, config.filters, config.kernel_size, config.strides,
+                       config.activation, include_preprocessing=config.preprocessing)
     elif isinstance(config, BneckConfig):
         layer = InvertedResidual(
             config.filters,
@@ -438,23 +435,15 @@ def build_component(config):
                 "`expanded_filters` must be a multiple of 8 (the channel divisor) or "
                 f"equal to `in_channels`. Received: {config!r}"
             )
-        x = layer(x)
+        x = layer(inputs)
     elif isinstance(config, HeadConfig):
-        applications = config.top == "applications"
-        x = EfficientLastStage(
-            config.filters,
-            last_point_filters=config.last_point_filters if applications else None,
-            activation=config.activation,
-            bn_epsilon=BN_EPSILON,
-        )(x)
-        if applications:
-            x = keras.layers.Conv2D(config.classes, 1, padding="same")(x)
-            x = keras.layers.Flatten()(x)
-            x = keras.layers.Activation("softmax")(x)
-        elif config.top in ("avg", "dense"):
-            x = keras.layers.GlobalAveragePooling2D()(x)
-            if config.top == "dense":
-                x = keras.layers.Dense(config.classes, activation="softmax")(x)
+        x = build_head(
+            inputs, config.filters, config.last_point_filters, config.activation,
+            include_top=config.top == "applications", classes=config.classes,
+            pooling="avg" if config.top in ("avg", "dense") else None,
+        )
+        if config.top == "dense":
+            x = keras.layers.Dense(config.classes, activation="softmax")(x)
     else:
         raise TypeError(
             "`config` must be a StemConfig, BneckConfig or HeadConfig. "
