@@ -18,6 +18,7 @@ from mnv3_layers.latency.components import (  # noqa: F401
     l2_cache_bytes,
     model_configs,
 )
+from mnv3_layers.latency.measure import _batch_one, batch_one, measure_tflite  # noqa: F401
 from mnv3_layers.latency.table import (  # noqa: F401
     CACHES,
     CLOCKS,
@@ -35,7 +36,6 @@ from mnv3_layers.latency.tflite import (  # noqa: F401
     TFLiteTimer,
     convert_float_tflite,
     flush_caches,
-    measure_tflite,
     time_runners,
 )
 

@@ -1,54 +1,27 @@
 """Batch-1 inference latency of a Keras model or a TFLite flatbuffer, measured on this CPU.
 
-`measure_latency(...)` runs a model on a fixed, seeded input: `warmup` untimed
-runs, then `runs` timed runs (`time.perf_counter`, one forward pass each), and
-returns a `LatencyReport` with the median, 10th/90th percentiles, mean and
-standard deviation in milliseconds. The paper's protocol ("Searching for
-MobileNetV3", section 6.1) is batch 1, a single thread, TFLite:
-`runtime="tflite", num_threads=1, batch_size=1`.
+`measure_latency(...)` runs a model on a fixed, seeded input (uniform
+[0, 255], quantized for integer TFLite inputs): `warmup` untimed runs, then
+`runs` timed runs (`time.perf_counter`), and returns a `LatencyReport`. The
+paper's protocol (section 6.1) is `runtime="tflite", num_threads=1,
+batch_size=1`.
 
-Runtimes
---------
-- `"keras"`: on the TensorFlow backend, `model(x, training=False)` wrapped once
-  in a `tf.function` with a fixed input signature (no XLA), so the timed calls
-  run the traced graph, not Python layer code. The model's own
-  `predict_function`, `train_function` and compile state are not touched. Each
-  timed run includes fetching the outputs to NumPy (the forward pass is
-  finished when it returns). On other backends `model.predict_on_batch(x)` is
-  timed (compiled as the backend compiles `predict`).
-- `"tflite"`: a Keras model is converted in memory to a float TFLite model
-  (`tf.lite.TFLiteConverter.from_keras_model`, TensorFlow backend only); a
-  TFLite file or flatbuffer bytes are run as they are. Both run in the LiteRT
-  `Interpreter` (`ai-edge-litert`, extra `litert`) with `num_threads` threads
-  and its default CPU delegate (XNNPACK). A timed run is one `invoke()`.
+- `"keras"`: on TensorFlow, `model(x, training=False)` traced once in a
+  `tf.function` (no XLA; outputs fetched to NumPy in each run); the model's
+  own `predict_function` and compile state are untouched. Other backends
+  time `model.predict_on_batch(x)`.
+- `"tflite"`: a Keras model is converted in memory
+  (`tflite.convert_to_tflite`); files and bytes run as they are, in the
+  LiteRT interpreter with `num_threads` threads and XNNPACK. One run is one
+  `invoke()`.
 
-Threads
--------
-`num_threads` is exact for `"tflite"` (an argument of the interpreter). For
-`"keras"` on TensorFlow, thread pools are process-wide and fixed once the
-TensorFlow runtime starts (building any model starts it): if both the
-intra-op and inter-op settings already equal `num_threads` nothing is done; if
-the runtime has not started yet they are set to `num_threads` **for the rest
-of the process** (training afterwards uses them too); otherwise they cannot be
-changed, the measurement uses the current pools, a warning is issued once per
-process and setting, and the report's `notes` say so. To measure the Keras
-runtime single-threaded, call
-`tf.config.threading.set_intra_op_parallelism_threads(1)` and
-`set_inter_op_parallelism_threads(1)` at program start.
-
-Inputs
-------
-Uniform values in [0, 255] (the applications rescale inputs themselves) from
-`numpy.random.default_rng(seed)`, in the input's dtype: float inputs get the
-floats; integer inputs of a quantized TFLite model get them quantized with the
-input's scale and zero point (or uniform integers over the dtype's range if
-the input has no quantization parameters). Only single-input models are
-supported.
+Threads: exact for `"tflite"`. TensorFlow's pools are process-wide: they are
+set to `num_threads` for the rest of the process if the runtime has not
+started yet; otherwise the current pools are used, with a warning (once) and
+a note in the report. Only single-input models are supported.
 """
 
-import contextlib
 import dataclasses
-import io
 import numbers
 import os
 import time
@@ -57,11 +30,21 @@ import warnings
 import keras
 import numpy as np
 
-from mnv3_layers._validation import check_positive_int
+from mnv3_layers._validation import check_choice, check_positive_int
+from mnv3_layers.latency.tflite import (  # noqa: F401 - also this module's names
+    LITERT_INSTALL_HINT,
+    TFLITE_FILE_IDENTIFIER,
+    TFLiteTimer,
+    convert_float_tflite,
+    convert_to_tflite,
+    import_litert_interpreter,
+    is_tflite,
+    make_input,
+    read_header,
+    time_runners,
+)
 
 RUNTIMES = ("keras", "tflite")
-LITERT_INSTALL_HINT = 'pip install "mnv3-layers[litert]"'
-TFLITE_FILE_IDENTIFIER = b"TFL3"
 
 # Settings already warned about (warn once per process and setting).
 _THREAD_WARNINGS = set()
@@ -150,11 +133,7 @@ class LatencyReport:
 
 
 def check_runtime(runtime):
-    if runtime not in RUNTIMES:
-        raise ValueError(
-            f"`runtime` must be one of {RUNTIMES}. Received: runtime={runtime!r}"
-        )
-    return runtime
+    return check_choice("runtime", runtime, RUNTIMES)
 
 
 def check_warmup(warmup):
@@ -187,27 +166,7 @@ def check_input_shape(input_shape):
     return tuple(int(d) for d in shape)
 
 
-def import_litert_interpreter():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as e:
-        raise ImportError(
-            "The TFLite runtime needs the LiteRT interpreter (`ai-edge-litert`). "
-            f"Install it with: {LITERT_INSTALL_HINT}"
-        ) from e
-    return Interpreter
-
-
 # === Sources ===
-
-
-def _read_header(path):
-    with open(path, "rb") as f:
-        return f.read(8)
-
-
-def _is_tflite(header):
-    return len(header) >= 8 and bytes(header[4:8]) == TFLITE_FILE_IDENTIFIER
 
 
 def resolve_source(model_or_path):
@@ -220,7 +179,7 @@ def resolve_source(model_or_path):
         return "keras", model_or_path, f"Keras model '{model_or_path.name}'"
     if isinstance(model_or_path, (bytes, bytearray, memoryview)):
         content = bytes(model_or_path)
-        if not _is_tflite(content[:8]):
+        if not is_tflite(content[:8]):
             raise ValueError(
                 "`model_or_path` bytes are not a TFLite flatbuffer: expected the file "
                 f"identifier {TFLITE_FILE_IDENTIFIER!r} at bytes 4:8, found "
@@ -239,8 +198,8 @@ def resolve_source(model_or_path):
                 f"`model_or_path` is a directory: {path!r}. Pass a `.keras` file, a "
                 "`.tflite` file or a loaded Keras model."
             )
-        header = _read_header(path)
-        if _is_tflite(header):
+        header = read_header(path)
+        if is_tflite(header):
             return "tflite_path", path, f"TFLite file {os.path.basename(path)!r}"
         if path.endswith(".tflite"):
             raise ValueError(
@@ -258,29 +217,6 @@ def resolve_source(model_or_path):
         "file, or TFLite flatbuffer bytes. "
         f"Received: model_or_path of type {type(model_or_path).__name__}"
     )
-
-
-# === Inputs ===
-
-
-def make_input(shape, dtype, seed, quantization=None):
-    """Seeded uniform [0, 255] input of `shape`, in `dtype` (quantized if integer)."""
-    rng = np.random.default_rng(seed)
-    values = rng.uniform(0.0, 255.0, size=shape)
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.floating):
-        return values.astype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        scale, zero_point = quantization if quantization else (0.0, 0)
-        if scale and scale > 0:
-            q = np.rint(values / scale + zero_point)
-        else:
-            q = rng.integers(info.min, int(info.max) + 1, size=shape)
-        return np.clip(q, info.min, info.max).astype(dtype)
-    if dtype == np.bool_:
-        return values > 127.5
-    raise ValueError(f"Cannot generate an input of dtype {dtype}.")
 
 
 # === Runners ===
@@ -426,73 +362,22 @@ def keras_runner(model, input_shape, batch_size, seed, description, num_threads,
     )
 
 
-def convert_to_tflite(model):
-    """Float TFLite flatbuffer of a Keras model (TensorFlow backend)."""
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "runtime='tflite' converts Keras models with TensorFlow's TFLite converter, "
-            f"which needs the TensorFlow backend; the backend is {keras.backend.backend()!r}. "
-            "Export the model to a `.tflite` file and pass its path instead."
-        )
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    # The converter prints the exported signature to stdout; keep output clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
-
-
 def tflite_runner(
     model_path=None, model_content=None, *, input_shape, batch_size, seed, description,
     num_threads,
 ):
-    Interpreter = import_litert_interpreter()
-    if model_path is not None:
-        interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
-    else:
-        interpreter = Interpreter(model_content=model_content, num_threads=num_threads)
-    details = interpreter.get_input_details()
-    if len(details) != 1:
-        raise ValueError(
-            f"Only single-input models can be measured; {description} has "
-            f"{len(details)} inputs."
-        )
-    detail = details[0]
-    current = tuple(int(d) for d in detail["shape"])
-    signature = tuple(int(d) for d in detail.get("shape_signature", detail["shape"]))
-    if input_shape is None:
-        if any(d < 0 for d in signature[1:]):
-            raise ValueError(
-                f"`input_shape` is required: the input shape of {description} has "
-                f"unknown dimensions (shape signature {list(signature)}). Pass e.g. "
-                "input_shape=(224, 224, 3) (without the batch dimension)."
-            )
-        input_shape = current[1:]
-    target = (batch_size,) + tuple(input_shape)
-    if target != current:
-        try:
-            interpreter.resize_tensor_input(detail["index"], list(target), strict=False)
-        except (RuntimeError, ValueError) as e:
-            raise ValueError(
-                f"Cannot run {description} with batch_size={batch_size} and "
-                f"input_shape={tuple(input_shape)}: its input shape is {list(current)} "
-                f"({e})."
-            ) from e
-    try:
-        interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(
-            f"Cannot run {description} with input {list(target)}: {e}"
-        ) from e
-    x = make_input(target, detail["dtype"], seed, detail.get("quantization"))
-    interpreter.set_tensor(detail["index"], x)
+    """Runner for one `invoke()` of a TFLite model at `(batch_size, *input_shape)`."""
+    timer = TFLiteTimer(
+        model_content, num_threads, seed, model_path=model_path, input_shape=input_shape,
+        batch_size=batch_size, description=description,
+    )
     return Runner(
-        run=interpreter.invoke,
+        run=timer.run,
         runtime="tflite",
         num_threads=num_threads,
         batch_size=batch_size,
-        input_shape=tuple(input_shape),
-        input_dtype=str(np.dtype(x.dtype)),
+        input_shape=tuple(timer.shape[1:]),
+        input_dtype=str(np.dtype(timer.x.dtype)),
         source=description,
     )
 
@@ -608,3 +493,67 @@ def measure_latency(
         seed=seed,
     )
     return runner.measure(warmup, runs)
+
+
+def measure_tflite(model_or_flatbuffer, warmup=5, runs=30, num_threads=1):
+    """Batch-1 float TFLite latency of a whole model on the wall and CPU clocks.
+
+    Like `measure_latency(..., runtime="tflite")`, but converts with
+    `convert_float_tflite` (same ops, faster) and reports the calling
+    thread's CPU time next to the wall time (see `time_runners`), which is
+    what `LatencyTable(clock="cpu")` predicts.
+
+    Args:
+        model_or_flatbuffer: a fixed-input-shape Keras model, TFLite bytes,
+            or a path to a `.tflite` or `.keras` file.
+        warmup: untimed runs. Defaults to `5`.
+        runs: timed runs. Defaults to `30`.
+        num_threads: interpreter threads. Defaults to `1`.
+
+    Returns:
+        A dict as returned by `time_runners`.
+    """
+    warmup = check_warmup(warmup)
+    runs = check_positive_int("runs", runs)
+    num_threads = check_positive_int("num_threads", num_threads)
+    if isinstance(model_or_flatbuffer, (str, os.PathLike)):
+        # Same checks and messages as `measure_latency`: missing file, not TFLite.
+        kind, source, _ = resolve_source(model_or_flatbuffer)
+        if kind == "keras_path":
+            model_or_flatbuffer = keras.saving.load_model(source, compile=False)
+        else:
+            with open(source, "rb") as f:
+                model_or_flatbuffer = f.read()
+    if isinstance(model_or_flatbuffer, (bytes, bytearray)):
+        flat = bytes(model_or_flatbuffer)
+        if not is_tflite(flat[:8]):
+            raise ValueError(
+                "`model_or_flatbuffer` bytes are not a TFLite flatbuffer (no 'TFL3' file "
+                f"identifier at bytes 4:8). Received: {len(flat)} bytes starting {flat[:8]!r}"
+            )
+    elif isinstance(model_or_flatbuffer, keras.Model):
+        flat = convert_float_tflite(batch_one(model_or_flatbuffer))
+    else:
+        raise TypeError(
+            "`model_or_flatbuffer` must be a keras.Model, TFLite bytes or a `.tflite` / "
+            "`.keras` path. Received: "
+            f"model_or_flatbuffer of type {type(model_or_flatbuffer).__name__}"
+        )
+    return time_runners([TFLiteTimer(flat, num_threads)], warmup, runs)[0]
+
+
+def batch_one(model):
+    """`model` with a batch-1 input (wrapped) when its batch size is unknown."""
+    shape = tuple(model.inputs[0].shape)
+    if shape[0] == 1:
+        return model
+    if any(d is None for d in shape[1:]):
+        raise ValueError(
+            f"The input shape of {model.name!r} must be fully known (received "
+            f"{shape[1:]}); build it with a fixed `input_shape`."
+        )
+    inputs = keras.Input(shape[1:], batch_size=1, dtype=model.inputs[0].dtype)
+    return keras.Model(inputs, model(inputs, training=False))
+
+
+_batch_one = batch_one  # The name the search and the benchmarks import.

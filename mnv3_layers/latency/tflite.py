@@ -1,43 +1,254 @@
-"""Float TFLite conversion of small models and their interpreter timing."""
+"""The one home of TFLite conversion, LiteRT interpreters and interpreter timing.
+
+Every part of the package that converts a Keras model to a TFLite flatbuffer
+(`tf.lite.TFLiteConverter`) or runs one (the LiteRT `Interpreter` of
+`ai-edge-litert`, extra `litert`) goes through this module:
+
+- conversion: `frozen_converter` (the call traced once, variables frozen
+  to constants, `from_concrete_functions`), `keras_converter`
+  (`from_keras_model`), `quiet_conversion` (silences the converter's
+  chatter), and the float helpers `convert_float_tflite` and
+  `convert_to_tflite`;
+- interpreters: `import_litert_interpreter`, `make_interpreter`
+  (threads, with or without the default XNNPACK delegate);
+- timing: `make_input`, `TFLiteTimer`, `flush_caches`, `time_runners`.
+"""
 
 import contextlib
 import io
-import os
+import logging
 import time
+import warnings
 
 import numpy as np
 
-from mnv3_layers._validation import check_positive_int
-from mnv3_layers.latency import measure as latency_lib
+LITERT_INSTALL_HINT = 'pip install "mnv3-layers[litert]"'
+TFLITE_FILE_IDENTIFIER = b"TFL3"
+
+
+def is_tflite(header):
+    """Whether `header` (the first 8 bytes) carries the flatbuffer identifier `TFL3`."""
+    return len(header) >= 8 and bytes(header[4:8]) == TFLITE_FILE_IDENTIFIER
+
+
+def read_header(path):
+    """The first 8 bytes of the file at `path`."""
+    with open(path, "rb") as f:
+        return f.read(8)
+
+
+# === Conversion ===
+
+
+@contextlib.contextmanager
+def quiet_conversion():
+    """Silences the converter's expected chatter (stdout, absl, warnings)."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    # A frozen function has no trackable object; the converter warns about it.
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # Expected for QAT models: the input range comes from the fake-quant.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            yield
+    finally:
+        absl_logger.setLevel(level)
+
+
+def frozen_converter(model, input_specs):
+    """A `TFLiteConverter` of `model(x, training=False)` traced at `input_specs`.
+
+    The call is traced once and its variables frozen to constants
+    (`convert_variables_to_constants_v2`): the same ops as
+    `from_keras_model`, for Keras 3 and tf_keras models alike, and faster
+    (no SavedModel is written). Several specs call the model on a list.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    def call(*args):
+        return model(args[0] if len(args) == 1 else list(args), training=False)
+
+    concrete = tf.function(call, autograph=False).get_concrete_function(*input_specs)
+    frozen = convert_variables_to_constants_v2(concrete)
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+
+
+def keras_converter(model):
+    """`tf.lite.TFLiteConverter.from_keras_model(model)` (TensorFlow backend only)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "runtime='tflite' converts Keras models with TensorFlow's TFLite converter, "
+            f"which needs the TensorFlow backend; the backend is {keras.backend.backend()!r}. "
+            "Export the model to a `.tflite` file and pass its path instead."
+        )
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
 def convert_float_tflite(model):
     """Float TFLite flatbuffer of a fixed-shape, single-input Keras model.
 
-    Traces `model(x, training=False)` once, folds the variables into
-    constants and converts that graph: the same ops as
-    `TFLiteConverter.from_keras_model`, about twice as fast for small models
-    (no SavedModel export). Falls back to `latency.convert_to_tflite`.
+    Converts through `frozen_converter` (same ops as `convert_to_tflite`,
+    about twice as fast for small models); falls back to
+    `convert_to_tflite` if TensorFlow's private freezing module moved.
     """
     import tensorflow as tf
 
     try:
-        from tensorflow.python.framework.convert_to_constants import (
-            convert_variables_to_constants_v2,
-        )
+        from tensorflow.python.framework import convert_to_constants  # noqa: F401
     except ImportError:  # pragma: no cover - private TF module moved
-        return latency_lib.convert_to_tflite(model)
+        return convert_to_tflite(model)
     spec = tf.TensorSpec(tuple(model.inputs[0].shape), model.inputs[0].dtype)
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec],
-                     autograph=False)
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    with contextlib.redirect_stdout(io.StringIO()):
+    with quiet_conversion():
+        return frozen_converter(model, [spec]).convert()
+
+
+def convert_to_tflite(model):
+    """Float TFLite flatbuffer of a Keras model through `from_keras_model`."""
+    converter = keras_converter(model)
+    with quiet_conversion():
         return converter.convert()
 
 
+# === Interpreters ===
+
+
+def import_litert_interpreter():
+    """The LiteRT `Interpreter` class; an `ImportError` naming the `litert` extra if missing."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as e:
+        raise ImportError(
+            "The TFLite runtime needs the LiteRT interpreter (`ai-edge-litert`). "
+            f"Install it with: {LITERT_INSTALL_HINT}"
+        ) from e
+    return Interpreter
+
+
+def make_interpreter(model_path=None, model_content=None, num_threads=1, delegate=True):
+    """A LiteRT interpreter of a `.tflite` file or of flatbuffer bytes.
+
+    Args:
+        model_path: path of a TFLite file. Defaults to `None`.
+        model_content: flatbuffer bytes, used when `model_path` is `None`.
+            Defaults to `None`.
+        num_threads: interpreter threads. Defaults to `1`.
+        delegate: keep the default CPU delegate (XNNPACK); `False` runs the
+            builtin kernels, whose ops `get_ops_details` then lists one by
+            one. Defaults to `True`.
+    """
+    Interpreter = import_litert_interpreter()
+    kwargs = {"num_threads": num_threads}
+    if not delegate:
+        from ai_edge_litert.interpreter import OpResolverType
+
+        kwargs["experimental_op_resolver_type"] = (
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+    if model_path is not None:
+        return Interpreter(model_path=model_path, **kwargs)
+    return Interpreter(model_content=model_content, **kwargs)
+
+
+def make_input(shape, dtype, seed, quantization=None):
+    """Seeded uniform [0, 255] input of `shape`, in `dtype` (quantized if integer)."""
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 255.0, size=shape)
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        return values.astype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        scale, zero_point = quantization if quantization else (0.0, 0)
+        if scale and scale > 0:
+            q = np.rint(values / scale + zero_point)
+        else:
+            q = rng.integers(info.min, int(info.max) + 1, size=shape)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    if dtype == np.bool_:
+        return values > 127.5
+    raise ValueError(f"Cannot generate an input of dtype {dtype}.")
+
+
+def _target_shape(detail, input_shape, batch_size, description):
+    """The input shape to run at: the model's own, or `(batch_size, *input_shape)`."""
+    current = tuple(int(d) for d in detail["shape"])
+    if batch_size is None and input_shape is None:
+        return current
+    if input_shape is None:
+        signature = tuple(int(d) for d in detail.get("shape_signature", detail["shape"]))
+        if any(d < 0 for d in signature[1:]):
+            raise ValueError(
+                f"`input_shape` is required: the input shape of {description} has "
+                f"unknown dimensions (shape signature {list(signature)}). Pass e.g. "
+                "input_shape=(224, 224, 3) (without the batch dimension)."
+            )
+        input_shape = current[1:]
+    return (current[0] if batch_size is None else batch_size,) + tuple(input_shape)
+
 
 # === Timing ===
+
+
+class TFLiteTimer:
+    """One TFLite model in a LiteRT interpreter with a fixed seeded input.
+
+    `run()` is one `invoke()`; `reload_input()` writes the input again
+    (after a cache flush this puts the input, but not the weights, back in
+    cache, as in a whole model where a block's input was just written by
+    the block before it).
+
+    Args:
+        flatbuffer: TFLite bytes (or `None` with `model_path`).
+        num_threads: interpreter threads. Defaults to `1`.
+        seed: seed of the input values (`make_input`). Defaults to `0`.
+        model_path: a `.tflite` file instead of `flatbuffer`. Defaults to `None`.
+        input_shape, batch_size: run at `(batch_size, *input_shape)` (the
+            input is resized); `None` keeps the model's own size (an unknown
+            one needs `input_shape`). Defaults to `None`.
+        description: the model, in words, for error messages.
+            Defaults to `"the model"`.
+    """
+
+    def __init__(self, flatbuffer=None, num_threads=1, seed=0, *, model_path=None,
+                 input_shape=None, batch_size=None, description="the model"):
+        self.interpreter = make_interpreter(model_path, flatbuffer, num_threads)
+        details = self.interpreter.get_input_details()
+        if len(details) != 1:
+            raise ValueError(
+                f"Only single-input models can be timed; {description} has "
+                f"{len(details)} inputs."
+            )
+        detail = details[0]
+        target = _target_shape(detail, input_shape, batch_size, description)
+        if target != tuple(int(d) for d in detail["shape"]):
+            try:
+                self.interpreter.resize_tensor_input(detail["index"], list(target), strict=False)
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(
+                    f"Cannot run {description} with batch_size={target[0]} and "
+                    f"input_shape={target[1:]}: its input shape is "
+                    f"{list(detail['shape'])} ({e})."
+                ) from e
+        try:
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"Cannot run {description} with input {list(target)}: {e}") from e
+        self.index = detail["index"]
+        self.shape = target
+        self.x = make_input(target, detail["dtype"], seed, detail.get("quantization"))
+        self.reload_input()
+        self.run = self.interpreter.invoke
+
+    def reload_input(self):
+        self.interpreter.set_tensor(self.index, self.x)
 
 
 def _stats(prefix, ms):
@@ -65,33 +276,24 @@ def flush_caches():
     return float(_FLUSH_BUFFER[0].sum())
 
 
-class TFLiteTimer:
-    """One TFLite model in a LiteRT interpreter with a fixed seeded input.
-
-    `run()` is one `invoke()`; `reload_input()` writes the input again
-    (after a cache flush this puts the input, but not the weights, back in
-    cache, as in a whole model where a block's input was just written by
-    the block before it).
-    """
-
-    def __init__(self, flatbuffer, num_threads=1, seed=0):
-        Interpreter = latency_lib.import_litert_interpreter()
-        self.interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
-        details = self.interpreter.get_input_details()
-        if len(details) != 1:
-            raise ValueError(f"Only single-input models can be timed; got {len(details)} inputs.")
-        self.interpreter.allocate_tensors()
-        detail = details[0]
-        self.index = detail["index"]
-        self.x = latency_lib.make_input(
-            tuple(int(d) for d in detail["shape"]), detail["dtype"], seed,
-            detail.get("quantization"),
-        )
-        self.reload_input()
-        self.run = self.interpreter.invoke
-
-    def reload_input(self):
-        self.interpreter.set_tensor(self.index, self.x)
+def _time_round(timer, modes, record, count, rewarm):
+    """`count` timed runs of `timer` per mode ("" warm, "cold_"), on both clocks."""
+    run, perf_counter, thread_time_ns = timer.run, time.perf_counter, time.thread_time_ns
+    for mode in modes:
+        wall, cpu = record[(mode, "")], record[(mode, "cpu_")]
+        if rewarm and not mode and count:
+            run()
+        for _ in range(count):
+            if mode:
+                flush_caches()
+                timer.reload_input()
+            c0 = thread_time_ns()
+            t0 = perf_counter()
+            run()
+            t1 = perf_counter()
+            c1 = thread_time_ns()
+            wall.append((t1 - t0) * 1e3)
+            cpu.append((c1 - c0) * 1e-6)
 
 
 def time_runners(timers, warmup, runs, cold=False, rounds=5, rewarm=True):
@@ -101,18 +303,11 @@ def time_runners(timers, warmup, runs, cold=False, rounds=5, rewarm=True):
     into up to `rounds` rounds; each round runs every timer in turn, so
     background load spreads over all of them. Each run is timed on the wall
     clock (`time.perf_counter`) and on the calling thread's CPU clock
-    (`time.thread_time_ns`): with one interpreter thread the work runs on
-    the calling thread, so CPU time leaves out time the thread waited for a
-    core (other processes), which wall time includes.
-
-    Warm runs follow each other, so the model's weights stay in cache;
-    with `rewarm=True` (default) one untimed run starts each timer's warm
-    runs in every round, since the other timers of the round have evicted
-    its data since its last run (without it, with many rounds the "warm"
-    runs are really cold ones).
-    With `cold=True` (or `True` at its position in a list of one bool per
-    timer) a timer also gets `runs` cold runs: before each,
-    `flush_caches()` evicts the caches and the input is written again.
+    (`time.thread_time_ns`, which leaves out time spent waiting for a core).
+    With `rewarm=True` one untimed run starts each timer's warm runs in
+    every round (the other timers evicted its data). With `cold=True` (or
+    one bool per timer) a timer also gets `runs` cold runs, each after
+    `flush_caches()` and `reload_input()`.
 
     Returns:
         One dict per timer: `median_ms`, `min_ms`, `p10_ms`, `p90_ms` (wall,
@@ -127,29 +322,11 @@ def time_runners(timers, warmup, runs, cold=False, rounds=5, rewarm=True):
             timer.run()
     rounds = max(1, min(runs, rounds))
     per_round = [runs // rounds + (i < runs % rounds) for i in range(rounds)]
-    times = [
-        {(m, c): [] for m in (("", "cold_") if flag else ("",)) for c in ("", "cpu_")}
-        for flag in cold
-    ]
-    perf_counter, thread_time_ns = time.perf_counter, time.thread_time_ns
+    modes = [("", "cold_") if flag else ("",) for flag in cold]
+    times = [{(m, c): [] for m in mode for c in ("", "cpu_")} for mode in modes]
     for count in per_round:
-        for timer, record, flag in zip(timers, times, cold):
-            run = timer.run
-            for mode in ("", "cold_") if flag else ("",):
-                wall, cpu = record[(mode, "")], record[(mode, "cpu_")]
-                if rewarm and not mode and count:
-                    run()
-                for _ in range(count):
-                    if mode:
-                        flush_caches()
-                        timer.reload_input()
-                    c0 = thread_time_ns()
-                    t0 = perf_counter()
-                    run()
-                    t1 = perf_counter()
-                    c1 = thread_time_ns()
-                    wall.append((t1 - t0) * 1e3)
-                    cpu.append((c1 - c0) * 1e-6)
+        for timer, record, mode in zip(timers, times, modes):
+            _time_round(timer, mode, record, count, rewarm)
     results = []
     for record in times:
         result = {"runs": int(runs), "warmup": int(warmup)}
@@ -159,68 +336,11 @@ def time_runners(timers, warmup, runs, cold=False, rounds=5, rewarm=True):
     return results
 
 
-def measure_tflite(model_or_flatbuffer, warmup=5, runs=30, num_threads=1):
-    """Batch-1 float TFLite latency of a whole model on the wall and CPU clocks.
+def __getattr__(name):
+    # `measure_tflite` and `_batch_one` moved to `mnv3_layers.latency.measure`
+    # (they need its source checks); this old path keeps working.
+    if name in ("measure_tflite", "_batch_one", "batch_one"):
+        from mnv3_layers.latency import measure
 
-    Like `mnv3_layers.latency.measure_latency(..., runtime="tflite")`, but
-    converts with `convert_float_tflite` (same ops, faster) and reports the
-    calling thread's CPU time next to the wall time (see `time_runners`),
-    which is what `LatencyTable(clock="cpu")` predicts.
-
-    Args:
-        model_or_flatbuffer: a fixed-input-shape Keras model, TFLite bytes,
-            or a path to a `.tflite` or `.keras` file.
-        warmup: untimed runs. Defaults to `5`.
-        runs: timed runs. Defaults to `30`.
-        num_threads: interpreter threads. Defaults to `1`.
-
-    Returns:
-        A dict as returned by `time_runners`.
-    """
-    warmup = latency_lib.check_warmup(warmup)
-    runs = check_positive_int("runs", runs)
-    num_threads = check_positive_int("num_threads", num_threads)
-    if isinstance(model_or_flatbuffer, (str, os.PathLike)):
-        # Same checks and messages as `measure_latency`: missing file, not TFLite.
-        kind, source, _ = latency_lib.resolve_source(model_or_flatbuffer)
-        if kind == "keras_path":
-            import keras
-
-            model_or_flatbuffer = keras.saving.load_model(source, compile=False)
-        else:
-            with open(source, "rb") as f:
-                model_or_flatbuffer = f.read()
-    if isinstance(model_or_flatbuffer, (bytes, bytearray)):
-        flat = bytes(model_or_flatbuffer)
-        if not latency_lib._is_tflite(flat[:8]):
-            raise ValueError(
-                "`model_or_flatbuffer` bytes are not a TFLite flatbuffer (no 'TFL3' file "
-                f"identifier at bytes 4:8). Received: {len(flat)} bytes starting {flat[:8]!r}"
-            )
-    else:
-        import keras
-
-        if not isinstance(model_or_flatbuffer, keras.Model):
-            raise TypeError(
-                "`model_or_flatbuffer` must be a keras.Model, TFLite bytes or a `.tflite` / "
-                "`.keras` path. Received: "
-                f"model_or_flatbuffer of type {type(model_or_flatbuffer).__name__}"
-            )
-        flat = convert_float_tflite(_batch_one(model_or_flatbuffer))
-    return time_runners([TFLiteTimer(flat, num_threads)], warmup, runs)[0]
-
-
-def _batch_one(model):
-    """`model` with a batch-1 input (wrapped) when its batch size is unknown."""
-    import keras
-
-    shape = tuple(model.inputs[0].shape)
-    if shape[0] == 1:
-        return model
-    if any(d is None for d in shape[1:]):
-        raise ValueError(
-            f"The input shape of {model.name!r} must be fully known (received "
-            f"{shape[1:]}); build it with a fixed `input_shape`."
-        )
-    inputs = keras.Input(shape[1:], batch_size=1, dtype=model.inputs[0].dtype)
-    return keras.Model(inputs, model(inputs, training=False))
+        return getattr(measure, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

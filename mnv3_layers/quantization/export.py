@@ -23,9 +23,7 @@ Both Keras 3 models and `tf_keras` models (the tfmot engine's QAT models) are
 accepted.
 """
 
-import contextlib
 import difflib
-import io
 import numbers
 import os
 import sys
@@ -33,8 +31,10 @@ import warnings
 
 import numpy as np
 
+from mnv3_layers._validation import check_bool
 from mnv3_layers.files import write_bytes_atomic
 from mnv3_layers.latency import check_input_shape
+from mnv3_layers.latency.tflite import frozen_converter, quiet_conversion
 
 QUANTIZATION_MODES = (None, "dynamic", "int8")
 
@@ -372,45 +372,117 @@ def _input_specs(model, input_shape):
 
 
 def _converter(model, input_shape):
-    """A TFLite converter for `model(x, training=False)` at batch size 1.
+    """A TFLite converter of `model(x, training=False)` at batch size 1 (frozen graph)."""
+    return frozen_converter(model, _input_specs(model, input_shape))
 
-    The call is traced once and its variables frozen to constants
-    (`convert_variables_to_constants_v2`), then converted; this is the same
-    for Keras 3 and tf_keras models, and much faster than the converter's own
-    Keras path (which writes and reloads a SavedModel).
-    """
+
+def _check_qat_export(state, quantization, representative_data):
+    """Errors for a QAT model exported as anything but int8, with data, or untrained."""
+    if quantization != "int8":
+        raise ValueError(
+            "This is a quantization-aware-training model (engine "
+            f"{state['engine']!r}): export it with quantization='int8' (its "
+            "fake-quant ranges give a full-integer model). For a float or "
+            "dynamic-range model, export the float model it was made from. "
+            f"Received: quantization={quantization!r}"
+        )
+    if representative_data is not None:
+        raise ValueError(
+            "`representative_data` is not used for a quantization-aware-training "
+            "model: its ranges come from training. Pass representative_data=None. "
+            f"Received: representative_data of type {type(representative_data).__name__}"
+        )
+    if state["untrained"]:
+        names = state["untrained"]
+        shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        raise ValueError(
+            "The quantization-aware-training model was never trained: the "
+            f"fake-quant ranges of {len(names)} layer(s) ({shown}) were never set, "
+            "so an int8 export would be broken (chance accuracy). Train it for at "
+            "least one step (`model.fit(...)`) before exporting."
+        )
+
+
+def _float_representative(model, quantization, representative_data, input_shape):
+    """The calibration generator of a float model's post-training int8 (else `None`)."""
+    if representative_data is not None and quantization != "int8":
+        raise ValueError(
+            "`representative_data` is only used with quantization='int8' "
+            "(post-training full-integer quantization). "
+            f"Received: quantization={quantization!r}"
+        )
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "Post-training int8 quantization of a float model needs "
+            "`representative_data` (a few hundred typical inputs: an array of "
+            "shape (num_samples, height, width, channels), a tf.data.Dataset or a "
+            "generator) to calibrate the activation ranges. "
+            "Received: representative_data=None"
+        )
+    if representative_data is None:
+        return None
+    shapes = model_input_shapes(model)
+    if not shapes or len(shapes) != 1:
+        raise ValueError("`representative_data` is supported for single-input models only.")
+    expected = input_shape if input_shape is not None else shapes[0]
+    return representative_dataset(representative_data, expected)
+
+
+def _set_quantization(converter, quantization, representative, int8_io):
+    """The converter settings of each `quantization` mode."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
 
-    specs = _input_specs(model, input_shape)
+    if quantization in ("dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "int8":
+        if representative is not None:
+            # Post-training: int8 kernels only, so the converter fails instead
+            # of falling back to float. (Not for a QAT model: the converter
+            # would then ask for a representative dataset; checked after.)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.representative_dataset = representative
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
 
-    def call(*args):
-        return model(args[0] if len(args) == 1 else list(args), training=False)
 
-    function = tf.function(call, autograph=False)
-    concrete = function.get_concrete_function(*specs)
-    frozen = convert_variables_to_constants_v2(concrete)
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+def _check_int8_content(content):
+    """Refuses a converted "int8" model with float or inner (de)quantize ops; warns on zeros."""
+    from mnv3_layers.quantization.inspect import inspect_tflite
 
-
-@contextlib.contextmanager
-def _quiet_converter():
-    """Silences the converter's expected chatter (stdout, absl, warnings)."""
-    import logging
-
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    # A frozen function has no trackable object; the converter warns about it.
-    absl_logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            # Expected for QAT models: the input range comes from the fake-quant.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            yield
-    finally:
-        absl_logger.setLevel(level)
+    report = inspect_tflite(content)
+    problems = []
+    if report.float_ops:
+        problems.append(f"float compute ops {report.float_ops[:8]}")
+    if report.stray_quantize_ops:
+        problems.append(
+            f"quantize/dequantize ops inside the graph {report.stray_quantize_ops[:8]}"
+        )
+    if problems:
+        raise ValueError(
+            "The converted model is not fully int8 (" + "; ".join(problems) + "). "
+            "Nothing was written. For a QAT model this means a fake-quant point is "
+            "missing; for post-training quantization, an op has no int8 kernel."
+        )
+    zeroed = report.zeroed_weights
+    if zeroed:
+        names = ", ".join(
+            f"{w['op']}#{w['index']} {w['tensor'].split(';')[0]!r} "
+            f"({w['zero_channels']}/{w['channels']} channels)"
+            for w in zeroed[:4]
+        )
+        warnings.warn(
+            f"The int8 model has {len(zeroed)} weight tensor(s) with output channels "
+            f"whose int8 weights are all zero: {names}"
+            + (", ..." if len(zeroed) > 4 else "") + ". Those channels output only "
+            "their bias. This usually means the op's input range is tiny next to its "
+            "bias (an untrained or dead layer, or calibration data that never excite "
+            "it), so the converter raised the weight scale to fit the int32 bias. "
+            "Check the int8 file's accuracy (`evaluate_tflite`); train the model or "
+            "use representative data like the real inputs.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def convert(model, quantization=None, representative_data=None, int8_io=False,
@@ -419,122 +491,27 @@ def convert(model, quantization=None, representative_data=None, int8_io=False,
 
     Same arguments and errors as `export_tflite`, without `path`.
     """
-    import tensorflow as tf
-
     quantization = check_quantization(quantization)
-    if not isinstance(int8_io, bool):
-        raise TypeError(f"`int8_io` must be a bool. Received: int8_io={int8_io!r}")
+    check_bool("int8_io", int8_io)
     if int8_io and quantization != "int8":
         raise ValueError(
             "`int8_io=True` needs a full-integer model, i.e. quantization='int8'. "
             f"Received: quantization={quantization!r}, int8_io=True"
         )
     input_shape = check_input_shape(input_shape)
-    kind = model_kind(model)
-    state = qat_state(model, kind)
-    shapes = model_input_shapes(model)
-
+    state = qat_state(model, model_kind(model))
     if state is not None:
-        if quantization != "int8":
-            raise ValueError(
-                "This is a quantization-aware-training model (engine "
-                f"{state['engine']!r}): export it with quantization='int8' (its "
-                "fake-quant ranges give a full-integer model). For a float or "
-                "dynamic-range model, export the float model it was made from. "
-                f"Received: quantization={quantization!r}"
-            )
-        if representative_data is not None:
-            raise ValueError(
-                "`representative_data` is not used for a quantization-aware-training "
-                "model: its ranges come from training. Pass representative_data=None. "
-                f"Received: representative_data of type {type(representative_data).__name__}"
-            )
-        if state["untrained"]:
-            names = state["untrained"]
-            shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
-            raise ValueError(
-                "The quantization-aware-training model was never trained: the "
-                f"fake-quant ranges of {len(names)} layer(s) ({shown}) were never set, "
-                "so an int8 export would be broken (chance accuracy). Train it for at "
-                "least one step (`model.fit(...)`) before exporting."
-            )
-        rep = None
+        _check_qat_export(state, quantization, representative_data)
+        representative = None
     else:
-        if representative_data is not None and quantization != "int8":
-            raise ValueError(
-                "`representative_data` is only used with quantization='int8' "
-                "(post-training full-integer quantization). "
-                f"Received: quantization={quantization!r}"
-            )
-        if quantization == "int8" and representative_data is None:
-            raise ValueError(
-                "Post-training int8 quantization of a float model needs "
-                "`representative_data` (a few hundred typical inputs: an array of "
-                "shape (num_samples, height, width, channels), a tf.data.Dataset or a "
-                "generator) to calibrate the activation ranges. "
-                "Received: representative_data=None"
-            )
-        rep = None
-        if representative_data is not None:
-            if not shapes or len(shapes) != 1:
-                raise ValueError(
-                    "`representative_data` is supported for single-input models only."
-                )
-            expected = input_shape if input_shape is not None else shapes[0]
-            rep = representative_dataset(representative_data, expected)
-
-    with _quiet_converter():
+        representative = _float_representative(
+            model, quantization, representative_data, input_shape)
+    with quiet_conversion():
         converter = _converter(model, input_shape)
-        if quantization in ("dynamic", "int8"):
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantization == "int8":
-            if rep is not None:
-                # Post-training: int8 kernels only, so the converter fails instead
-                # of falling back to float. (Not for a QAT model: the converter
-                # would then ask for a representative dataset; checked below.)
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                converter.representative_dataset = rep
-            if int8_io:
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
+        _set_quantization(converter, quantization, representative, int8_io)
         content = converter.convert()
-
     if quantization == "int8":
-        from mnv3_layers.quantization.inspect import inspect_tflite
-
-        report = inspect_tflite(content)
-        problems = []
-        if report.float_ops:
-            problems.append(f"float compute ops {report.float_ops[:8]}")
-        if report.stray_quantize_ops:
-            problems.append(
-                f"quantize/dequantize ops inside the graph {report.stray_quantize_ops[:8]}"
-            )
-        if problems:
-            raise ValueError(
-                "The converted model is not fully int8 (" + "; ".join(problems) + "). "
-                "Nothing was written. For a QAT model this means a fake-quant point is "
-                "missing; for post-training quantization, an op has no int8 kernel."
-            )
-        zeroed = report.zeroed_weights
-        if zeroed:
-            names = ", ".join(
-                f"{w['op']}#{w['index']} {w['tensor'].split(';')[0]!r} "
-                f"({w['zero_channels']}/{w['channels']} channels)"
-                for w in zeroed[:4]
-            )
-            warnings.warn(
-                f"The int8 model has {len(zeroed)} weight tensor(s) with output channels "
-                f"whose int8 weights are all zero: {names}"
-                + (", ..." if len(zeroed) > 4 else "") + ". Those channels output only "
-                "their bias. This usually means the op's input range is tiny next to its "
-                "bias (an untrained or dead layer, or calibration data that never excite "
-                "it), so the converter raised the weight scale to fit the int32 bias. "
-                "Check the int8 file's accuracy (`evaluate_tflite`); train the model or "
-                "use representative data like the real inputs.",
-                UserWarning,
-                stacklevel=3,
-            )
+        _check_int8_content(content)
     return content
 
 

@@ -21,7 +21,8 @@ import os
 import numpy as np
 
 from mnv3_layers._validation import check_positive_int
-from mnv3_layers.latency import import_litert_interpreter, resolve_source
+from mnv3_layers.latency import resolve_source
+from mnv3_layers.latency.tflite import is_tflite, make_interpreter, read_header
 
 QUANTIZE_OPS = ("QUANTIZE", "DEQUANTIZE")
 # Ops whose quantized weights are their input 1 (filter / weights matrix).
@@ -161,18 +162,7 @@ class TFLiteReport:
 # === Interpreter ===
 
 
-def _interpreter(model_path=None, model_content=None, num_threads=1, delegate=True):
-    Interpreter = import_litert_interpreter()
-    kwargs = {"num_threads": num_threads}
-    if not delegate:
-        from ai_edge_litert.interpreter import OpResolverType
-
-        kwargs["experimental_op_resolver_type"] = (
-            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
-    if model_path is not None:
-        return Interpreter(model_path=model_path, **kwargs)
-    return Interpreter(model_content=model_content, **kwargs)
+_interpreter = make_interpreter  # The one LiteRT interpreter setup (`latency.tflite`).
 
 
 def _load(path_or_bytes, argument="path"):
@@ -180,9 +170,7 @@ def _load(path_or_bytes, argument="path"):
     if isinstance(path_or_bytes, (str, os.PathLike)):
         path = os.fspath(path_or_bytes)
         if os.path.isfile(path) and not path.endswith(".tflite"):
-            with open(path, "rb") as f:
-                header = f.read(8)
-            if header[4:8] != b"TFL3":
+            if not is_tflite(read_header(path)):
                 raise ValueError(
                     f"`{argument}` must be a TFLite file (flatbuffer identifier 'TFL3'). "
                     f"Received: {argument}={path!r}"
