@@ -319,6 +319,22 @@ def test_search_target_below_floor(tmp_path, shapes_data):
         netadapt_search(**kwargs)
 
 
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_search_one_hot_labels_without_num_classes(tmp_path, shapes_data, as_dataset):
+    # The old intake unpacked each labels array as a pair ("too many values to
+    # unpack" unless it had exactly two rows); now the one-hot width is used.
+    import tensorflow as tf
+
+    (x, y), (vx, vy) = shapes_data
+    train, val = (x, np.eye(3, dtype="float32")[y]), (vx, np.eye(3, dtype="float32")[vy])
+    if as_dataset:
+        train = tf.data.Dataset.from_tensor_slices(train).batch(8)
+        val = tf.data.Dataset.from_tensor_slices(val).batch(8)
+    kwargs = search_kwargs(tmp_path, (train, val), target_ratio=None, target_ms=1e-4)
+    with pytest.raises(ValueError, match="below the smallest latency"):
+        netadapt_search(**kwargs)
+
+
 @pytest.mark.parametrize(
     "overrides, error, match",
     [
