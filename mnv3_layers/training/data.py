@@ -6,8 +6,8 @@ import os
 import warnings
 
 import keras
-import numpy as np
 
+from mnv3_layers.datasets import intake
 from mnv3_layers.training.config import IMAGE_EXTENSIONS, DataError, parse_augment
 
 # === Data: folder checks ===
@@ -307,19 +307,18 @@ def load_datasets(config, num_replicas=1, log=print, max_representative=100):
 
     global_batch = config.batch_size * num_replicas
     drop_remainder = config.distribution == "tpu"  # TPUs need static shapes.
-    decoded_bytes = num_train * config.image_size * config.image_size * 3 * 4
-    if decoded_bytes <= 512 * 2**20:
-        train_ds = train_ds.cache()
-        if config.shuffle:
-            train_ds = train_ds.shuffle(num_train, seed=config.seed, reshuffle_each_iteration=True)
-        val_ds = val_ds.cache()
-    train_ds = train_ds.batch(global_batch, drop_remainder=drop_remainder)
+    small = num_train * config.image_size * config.image_size * 3 * 4 <= 512 * 2**20
+    train_ds = intake.batch_dataset(
+        train_ds, global_batch, cache=small, drop_remainder=drop_remainder,
+        shuffle_buffer=num_train if small and config.shuffle else None, seed=config.seed,
+    )
     augment = make_augmentation(config.augment, seed=config.seed)
     if augment is not None:
         train_ds = train_ds.map(
             lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
-    val_ds = val_ds.batch(global_batch, drop_remainder=drop_remainder)
+    val_ds = intake.batch_dataset(val_ds, global_batch, cache=small,
+                                  drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = train_ds.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -347,13 +346,4 @@ def load_datasets(config, num_replicas=1, log=print, max_representative=100):
 
 def dataset_to_arrays(dataset, limit=None):
     """Collects `(images, labels)` numpy arrays from a batched `(x, y)` dataset."""
-    images, labels, count = [], [], 0
-    for x, y in dataset:
-        images.append(np.asarray(x))
-        labels.append(np.asarray(y))
-        count += len(images[-1])
-        if limit is not None and count >= limit:
-            break
-    images = np.concatenate(images)[:limit]
-    labels = np.concatenate(labels)[:limit]
-    return images, labels
+    return intake.dataset_to_arrays(dataset, limit)

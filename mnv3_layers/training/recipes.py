@@ -220,30 +220,14 @@ def set_backbone_trainable(model, trainable):
             layer.trainable = trainable
 
 
-def _copy_backbone_weights(source, target):
-    """Copies every weight of `source` (include_top=False) into `target` by layer name."""
-    for layer in source.layers:
-        if not layer.weights:
-            continue
-        target_layer = target.get_layer(layer.name)
-        if isinstance(layer, EfficientLastStage):
-            target_layer.conv.set_weights(layer.conv.get_weights())
-            target_layer.conv_bn.set_weights(layer.conv_bn.get_weights())
-        else:
-            target_layer.set_weights(layer.get_weights())
-
-
 def build_classifier(variant, num_classes, image_size, alpha=1.0, minimalistic=False,
                      weights=None, dropout_rate=0.2, bn_momentum=0.99):
     """A MobileNetV3 classifier for `num_classes`, optionally with a pretrained backbone.
 
-    The model is `MobileNetV3Small/Large(include_top=True, classes=num_classes)`
-    of `mnv3_layers.applications` (inputs in [0, 255], softmax output). With
-    `weights`, everything up to the full-resolution last-stage convolution
-    comes from `MobileNetV3*(include_top=False, weights=weights)`: for
-    `"imagenet"` the official Keras Applications no-top file (downloaded,
-    hash-checked), or a local weights file; the pooled 1024/1280 layer and
-    the classifier start from scratch.
+    `mnv3_layers.applications.build_classifier(..., head="applications")`
+    with a square `image_size` input: `MobileNetV3Small/Large(include_top=True,
+    classes=num_classes)`, with `weights` copied into everything up to the
+    full-resolution last-stage convolution (`"imagenet"` or a weights file).
 
     Args:
         variant: `"small"` or `"large"`.
@@ -269,23 +253,8 @@ def build_classifier(variant, num_classes, image_size, alpha=1.0, minimalistic=F
     >>> model.output_shape
     (None, 5)
     """
-    from mnv3_layers.applications import MobileNetV3Large, MobileNetV3Small
+    from mnv3_layers.applications.classifier import build_classifier as build
 
-    _check_choice("variant", variant, VARIANTS)
-    num_classes = check_positive_int("num_classes", num_classes)
-    if num_classes < 2:
-        raise ValueError(f"`num_classes` must be >= 2. Received: num_classes={num_classes!r}")
-    application = MobileNetV3Small if variant == "small" else MobileNetV3Large
-    model = application(
-        input_shape=(image_size, image_size, 3), alpha=alpha, minimalistic=minimalistic,
-        include_top=True, weights=None, classes=num_classes, dropout_rate=dropout_rate,
-        bn_momentum=bn_momentum,
-    )
-    if weights is not None:
-        source = application(
-            input_shape=(224, 224, 3), alpha=alpha, minimalistic=minimalistic,
-            include_top=False, weights=weights, bn_momentum=bn_momentum,
-        )
-        _copy_backbone_weights(source, model)
-        del source
-    return model
+    return build(variant, (image_size, image_size, 3), num_classes, head="applications",
+                 alpha=alpha, minimalistic=minimalistic, weights=weights,
+                 dropout_rate=dropout_rate, bn_momentum=bn_momentum)
