@@ -1,8 +1,10 @@
 """Old path of the latency lookup tables, kept so existing imports work.
 
-The code lives in `mnv3_layers.latency.components`, `.tflite` and `.table`.
+The code lives in `mnv3_layers.latency.components`, `.tflite`, `.table` and
+`.calibration`.
 """
 
+from mnv3_layers.latency.calibration import l2_cache_bytes  # noqa: F401
 from mnv3_layers.latency.components import (  # noqa: F401
     BN_EPSILON,
     HEAD_TOPS,
@@ -15,7 +17,6 @@ from mnv3_layers.latency.components import (  # noqa: F401
     component_weight_bytes,
     config_from_dict,
     config_to_dict,
-    l2_cache_bytes,
     model_configs,
 )
 from mnv3_layers.latency.measure import _batch_one, batch_one, measure_tflite  # noqa: F401

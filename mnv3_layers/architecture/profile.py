@@ -93,7 +93,6 @@ import math
 import numbers
 
 from mnv3_layers.architecture.block_spec import (
-    ArchitectureSpec,
     block_name,
     get_architecture,
     resolve_architecture,
@@ -297,14 +296,7 @@ def _check_input_size(input_size):
     return size
 
 
-def _check_arguments(variant, input_size, include_top, classes):
-    if not isinstance(variant, ArchitectureSpec):
-        if not isinstance(variant, str):
-            raise ValueError(
-                "`variant` must be 'large', 'small' or an ArchitectureSpec. "
-                f"Received: variant={variant!r}"
-            )
-        get_architecture(variant)  # ValueError naming `variant` when unknown.
+def _check_arguments(input_size, include_top, classes):
     size = _check_input_size(input_size)
     if not isinstance(include_top, bool):
         raise ValueError(
@@ -319,9 +311,84 @@ def _downsample(size, strides):
     return tuple(math.ceil(n / strides) for n in size)
 
 
-def _batch_norm(channels):
-    """(all, trainable) weights of a batch norm over `channels`."""
-    return 4 * channels, 2 * channels
+# === Parameter counts (the one counter: the profile and the latency tables use it) ===
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamCount:
+    """The weights of one component, by kind.
+
+    Attributes:
+        kernel: convolution and dense kernel weights.
+        bias: explicit biases (SE convolutions, the pooled last-stage
+            convolution, the classifier).
+        batch_norm: channels normalized by a batch norm (4 weights each in
+            Keras, 2 of them trainable; folded into one bias at inference).
+    """
+
+    kernel: int = 0
+    bias: int = 0
+    batch_norm: int = 0
+
+    @property
+    def params(self):
+        """All weights, as `model.count_params()` counts them."""
+        return self.kernel + self.bias + 4 * self.batch_norm
+
+    @property
+    def trainable_params(self):
+        return self.kernel + self.bias + 2 * self.batch_norm
+
+    @property
+    def folded_params(self):
+        """Weights after folding each batch norm into one bias per channel (TFLite)."""
+        return self.kernel + self.bias + self.batch_norm
+
+    def __add__(self, other):
+        return ParamCount(self.kernel + other.kernel, self.bias + other.bias,
+                          self.batch_norm + other.batch_norm)
+
+
+def stem_params(in_channels, filters, kernel_size):
+    """`ParamCount` of the stem: a `kernel_size` convolution without bias, then BN."""
+    return ParamCount(kernel=kernel_size**2 * in_channels * filters, batch_norm=filters)
+
+
+def squeeze_channels(channels, se_ratio):
+    """Width of the squeeze-and-excite bottleneck over `channels`."""
+    return make_divisible(channels * se_ratio, _DIVISOR)
+
+
+def bneck_params(in_channels, expanded_filters, filters, kernel_size, se_ratio=None):
+    """`ParamCount` of an inverted-residual block with absolute widths.
+
+    The 1x1 expand convolution exists when `expanded_filters != in_channels`;
+    `se_ratio` `None` (or 0) means no squeeze-and-excite.
+    """
+    e = expanded_filters
+    count = ParamCount(kernel=kernel_size**2 * e + e * filters, batch_norm=e + filters)
+    if e != in_channels:
+        count += ParamCount(kernel=in_channels * e, batch_norm=e)
+    if se_ratio:
+        squeeze = squeeze_channels(e, se_ratio)
+        count += ParamCount(kernel=2 * e * squeeze, bias=squeeze + e)
+    return count
+
+
+def last_stage_params(in_channels, filters, last_point_filters=None):
+    """`ParamCount` of the last stage: 1x1 conv + BN [, pooled 1x1 conv with bias]."""
+    count = ParamCount(kernel=in_channels * filters, batch_norm=filters)
+    if last_point_filters:
+        count += ParamCount(kernel=filters * last_point_filters, bias=last_point_filters)
+    return count
+
+
+def classifier_params(in_channels, classes):
+    """`ParamCount` of the classifier: a 1x1 convolution (or `Dense`) with bias."""
+    return ParamCount(kernel=in_channels * classes, bias=classes)
+
+
+# === Rows ===
 
 
 def _short_activation(activation):
@@ -332,8 +399,7 @@ def _stem_row(arch, size, in_channels):
     stem = arch.stem
     out_size = _downsample(size, stem.strides)
     k = stem.kernel_size
-    conv = k * k * in_channels * stem.filters
-    bn_all, bn_trainable = _batch_norm(stem.filters)
+    count = stem_params(in_channels, stem.filters, k)
     return LayerProfile(
         name="conv",
         kind="stem",
@@ -344,43 +410,31 @@ def _stem_row(arch, size, in_channels):
         input_channels=in_channels,
         output_size=out_size,
         output_channels=stem.filters,
-        params=conv + bn_all,
-        trainable_params=conv + bn_trainable,
-        madds=out_size[0] * out_size[1] * conv,
+        params=count.params,
+        trainable_params=count.trainable_params,
+        madds=out_size[0] * out_size[1] * count.kernel,
         elementwise_ops=0,
     )
 
 
-def _block_row(block, size):
+def _block_madds(block, size, out_size):
+    """Multiply-adds and elementwise ops (pool, SE multiply, residual add) of a block."""
     c_in, e, c_out, k = (
         block.in_channels, block.expanded_filters, block.filters, block.kernel_size
     )
-    out_size = _downsample(size, block.strides)
-    in_pixels = size[0] * size[1]
     out_pixels = out_size[0] * out_size[1]
-    params = trainable = madds = elementwise = 0
-    bn_all, bn_trainable = _batch_norm(e)
+    madds = out_pixels * (k * k * e + e * c_out)
+    elementwise = out_pixels * c_out if block.use_residual else 0
     if block.has_expand:
-        params += c_in * e + bn_all
-        trainable += c_in * e + bn_trainable
-        madds += in_pixels * c_in * e
-    params += k * k * e + bn_all
-    trainable += k * k * e + bn_trainable
-    madds += out_pixels * k * k * e
+        madds += size[0] * size[1] * c_in * e
     if block.se_ratio:
-        squeeze = make_divisible(e * block.se_ratio, _DIVISOR)
-        se = e * squeeze + squeeze + squeeze * e + e
-        params += se
-        trainable += se
-        madds += 2 * e * squeeze
+        madds += 2 * e * squeeze_channels(e, block.se_ratio)
         elementwise += 2 * out_pixels * e  # global pool adds + gate multiply
-    bn_all, bn_trainable = _batch_norm(c_out)
-    params += e * c_out + bn_all
-    trainable += e * c_out + bn_trainable
-    madds += out_pixels * e * c_out
-    if block.use_residual:
-        elementwise += out_pixels * c_out
-    parts = [f"bneck {k}x{k} exp {e}"]
+    return madds, elementwise
+
+
+def _block_description(block):
+    parts = [f"bneck {block.kernel_size}x{block.kernel_size} exp {block.expanded_filters}"]
     if block.se_ratio:
         parts.append("SE")
     parts.append(_short_activation(block.activation))
@@ -390,16 +444,24 @@ def _block_row(block, size):
         parts.append(f"dilation {block.dilation_rate}")
     if block.use_residual:
         parts.append("+res")
+    return ", ".join(parts)
+
+
+def _block_row(block, size):
+    out_size = _downsample(size, block.strides)
+    count = bneck_params(block.in_channels, block.expanded_filters, block.filters,
+                         block.kernel_size, block.se_ratio)
+    madds, elementwise = _block_madds(block, size, out_size)
     return LayerProfile(
         name=block_name(block.index),
         kind="bneck",
-        description=", ".join(parts),
+        description=_block_description(block),
         input_size=size,
-        input_channels=c_in,
+        input_channels=block.in_channels,
         output_size=out_size,
-        output_channels=c_out,
-        params=params,
-        trainable_params=trainable,
+        output_channels=block.filters,
+        params=count.params,
+        trainable_params=count.trainable_params,
         madds=madds,
         elementwise_ops=elementwise,
     )
@@ -408,17 +470,13 @@ def _block_row(block, size):
 def _last_stage_row(arch, size, in_channels, include_top):
     f = arch.last_stage_filters
     pixels = size[0] * size[1]
-    bn_all, bn_trainable = _batch_norm(f)
-    params = in_channels * f + bn_all
-    trainable = in_channels * f + bn_trainable
-    madds = pixels * in_channels * f
+    p = arch.last_point_filters if include_top else None
+    count = last_stage_params(in_channels, f, p)
     act = _short_activation(arch.last_stage_activation)
     description = f"conv2d 1x1 {f}, {act}"
     out_size, out_channels, elementwise = size, f, 0
+    madds = pixels * in_channels * f
     if include_top:
-        p = arch.last_point_filters
-        params += f * p + p
-        trainable += f * p + p
         madds += f * p
         elementwise += pixels * f  # global average pool adds
         description += f", pool, conv2d 1x1 {p} (bias), {act}"
@@ -431,15 +489,15 @@ def _last_stage_row(arch, size, in_channels, include_top):
         input_channels=in_channels,
         output_size=out_size,
         output_channels=out_channels,
-        params=params,
-        trainable_params=trainable,
+        params=count.params,
+        trainable_params=count.trainable_params,
         madds=madds,
         elementwise_ops=elementwise,
     )
 
 
 def _classifier_row(in_channels, classes):
-    weights = in_channels * classes + classes
+    count = classifier_params(in_channels, classes)
     return LayerProfile(
         name="logits",
         kind="classifier",
@@ -448,9 +506,9 @@ def _classifier_row(in_channels, classes):
         input_channels=in_channels,
         output_size=(1, 1),
         output_channels=classes,
-        params=weights,
-        trainable_params=weights,
-        madds=in_channels * classes,
+        params=count.params,
+        trainable_params=count.trainable_params,
+        madds=count.kernel,
         elementwise_ops=0,
     )
 
@@ -499,12 +557,13 @@ def profile(
     >>> round(report.madds / 1e6, 1), round(report.params / 1e6, 2)
     (56.5, 2.55)
     """
-    size = _check_arguments(variant, input_size, include_top, classes)
+    spec = get_architecture(variant)  # ValueError naming `variant` when unknown.
+    image_size = _check_arguments(input_size, include_top, classes)
     arch = resolve_architecture(
-        variant, alpha=alpha, minimalistic=minimalistic, output_stride=output_stride
+        spec, alpha=alpha, minimalistic=minimalistic, output_stride=output_stride
     )
     in_channels = 3
-    rows = [_stem_row(arch, size, in_channels)]
+    rows = [_stem_row(arch, image_size, in_channels)]
     size, channels = rows[-1].output_size, rows[-1].output_channels
     for block in arch.blocks:
         rows.append(_block_row(block, size))
@@ -516,7 +575,7 @@ def profile(
         variant=arch.name,
         alpha=alpha,
         minimalistic=minimalistic,
-        input_size=_check_input_size(input_size),
+        input_size=image_size,
         include_top=include_top,
         classes=classes if include_top else None,
         output_stride=output_stride,

@@ -1,15 +1,33 @@
-"""The components of a MobileNetV3 for latency tables: stem, bneck and head configurations, built as small models."""
+"""The components of a MobileNetV3 for latency tables: stem, bneck and head configurations.
 
+`model_configs(...)` lists a model's components from its block table (nothing
+is built); `build_component` builds one as a small batch-1 Keras model;
+`component_weight_bytes` counts its float32 weights
+(`architecture.profile`'s parameter counter).
+"""
+
+import contextlib
 import dataclasses
 import numbers
-import os
 
-from mnv3_layers._validation import ACTIVATIONS
+from mnv3_layers._validation import (
+    check_activation,
+    check_bool,
+    check_choice,
+    check_strides,
+)
 from mnv3_layers.architecture.block_spec import (
     BN_EPSILON,
     SE_RATIO,
     get_architecture,
     resolve_architecture,
+)
+from mnv3_layers.architecture.profile import (
+    ParamCount,
+    bneck_params,
+    classifier_params,
+    last_stage_params,
+    stem_params,
 )
 from mnv3_layers.latency import measure as latency_lib
 
@@ -20,24 +38,18 @@ HEAD_TOPS = ("features", "avg", "applications", "dense")
 # === Configurations ===
 
 
-def _check_int(cls_name, field, value, low=1):
+@contextlib.contextmanager
+def _config_errors(config):
+    """Prefixes the errors of a configuration's checks with its class name."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{type(config).__name__}: {e}") from None
+
+
+def _check_int(field, value, low=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(
-            f"{cls_name}: `{field}` must be an int >= {low}. Received: {field}={value!r}"
-        )
-
-
-def _check_flag(cls_name, field, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"{cls_name}: `{field}` must be a bool. Received: {field}={value!r}")
-
-
-def _check_act(cls_name, value):
-    if value not in ACTIVATIONS:
-        raise ValueError(
-            f"{cls_name}: `activation` must be one of {ACTIVATIONS}. "
-            f"Received: activation={value!r}"
-        )
+        raise ValueError(f"`{field}` must be an int >= {low}. Received: {field}={value!r}")
 
 
 def _hwc(config):
@@ -70,11 +82,12 @@ class StemConfig:
     kind = "stem"
 
     def __post_init__(self):
-        name = type(self).__name__
-        for field in ("height", "width", "in_channels", "filters", "kernel_size", "strides"):
-            _check_int(name, field, getattr(self, field))
-        _check_act(name, self.activation)
-        _check_flag(name, "preprocessing", self.preprocessing)
+        with _config_errors(self):
+            for field in ("height", "width", "in_channels", "filters", "kernel_size",
+                          "strides"):
+                _check_int(field, getattr(self, field))
+            check_activation("activation", self.activation)
+            check_bool("preprocessing", self.preprocessing)
 
     @property
     def key(self):
@@ -118,16 +131,13 @@ class BneckConfig:
     kind = "bneck"
 
     def __post_init__(self):
-        name = type(self).__name__
-        for field in ("height", "width", "in_channels", "expanded_filters", "filters",
-                      "kernel_size", "dilation_rate"):
-            _check_int(name, field, getattr(self, field))
-        if self.strides not in (1, 2) or isinstance(self.strides, bool):
-            raise ValueError(
-                f"{name}: `strides` must be 1 or 2. Received: strides={self.strides!r}"
-            )
-        _check_flag(name, "se", self.se)
-        _check_act(name, self.activation)
+        with _config_errors(self):
+            for field in ("height", "width", "in_channels", "expanded_filters", "filters",
+                          "kernel_size", "dilation_rate"):
+                _check_int(field, getattr(self, field))
+            check_strides("strides", self.strides)
+            check_bool("se", self.se)
+            check_activation("activation", self.activation)
 
     @property
     def residual(self):
@@ -173,26 +183,26 @@ class HeadConfig:
     kind = "head"
 
     def __post_init__(self):
-        name = type(self).__name__
-        for field in ("height", "width", "in_channels", "filters"):
-            _check_int(name, field, getattr(self, field))
-        _check_act(name, self.activation)
-        if self.top not in HEAD_TOPS:
-            raise ValueError(
-                f"{name}: `top` must be one of {HEAD_TOPS}. Received: top={self.top!r}"
-            )
+        with _config_errors(self):
+            for field in ("height", "width", "in_channels", "filters"):
+                _check_int(field, getattr(self, field))
+            check_activation("activation", self.activation)
+            check_choice("top", self.top, HEAD_TOPS)
+            self._check_top()
+
+    def _check_top(self):
         needs_classes = self.top in ("applications", "dense")
-        _check_int(name, "classes", self.classes, 1 if needs_classes else 0)
+        _check_int("classes", self.classes, 1 if needs_classes else 0)
         if not needs_classes and self.classes:
             raise ValueError(
-                f"{name}: top={self.top!r} has no classifier, so `classes` must be 0. "
+                f"top={self.top!r} has no classifier, so `classes` must be 0. "
                 f"Received: classes={self.classes!r}"
             )
         if self.top == "applications":
-            _check_int(name, "last_point_filters", self.last_point_filters, 1)
+            _check_int("last_point_filters", self.last_point_filters, 1)
         elif self.last_point_filters:
             raise ValueError(
-                f"{name}: only top='applications' has `last_point_filters`. "
+                "only top='applications' has `last_point_filters`. "
                 f"Received: last_point_filters={self.last_point_filters!r}"
             )
 
@@ -281,8 +291,7 @@ def model_configs(
     """
     spec = get_architecture(variant)
     height, width, channels = _check_image_shape(input_shape)
-    if top not in HEAD_TOPS:
-        raise ValueError(f"`top` must be one of {HEAD_TOPS}. Received: top={top!r}")
+    check_choice("top", top, HEAD_TOPS)
     arch = resolve_architecture(
         spec, alpha, minimalistic, output_stride, reduced_tail=reduced_tail
     )
@@ -312,13 +321,35 @@ def model_configs(
     return tuple(configs)
 
 
+def component_params(config):
+    """`architecture.profile.ParamCount` of one component (none for `OVERHEAD_KEY`)."""
+    if config == OVERHEAD_KEY:
+        return ParamCount()
+    if isinstance(config, StemConfig):
+        return stem_params(config.in_channels, config.filters, config.kernel_size)
+    if isinstance(config, BneckConfig):
+        return bneck_params(config.in_channels, config.expanded_filters, config.filters,
+                            config.kernel_size, SE_RATIO if config.se else None)
+    if isinstance(config, HeadConfig):
+        applications = config.top == "applications"
+        count = last_stage_params(config.in_channels, config.filters,
+                                  config.last_point_filters if applications else None)
+        if applications:
+            count += classifier_params(config.last_point_filters, config.classes)
+        elif config.top == "dense":
+            count += classifier_params(config.filters, config.classes)
+        return count
+    raise TypeError(
+        "`config` must be a StemConfig, BneckConfig or HeadConfig. "
+        f"Received: config of type {type(config).__name__}"
+    )
+
+
 def component_weight_bytes(config):
     """Bytes of float32 parameters the component's TFLite model reads per inference.
 
-    Counted from the configuration as the converter stores them: each
-    convolution's kernel plus one bias per output channel (batch norm is
-    folded into it), the squeeze-and-excite convolutions with their biases,
-    the classifier's kernel and bias. `OVERHEAD_KEY` has none.
+    The converter folds each batch norm into one bias per channel
+    (`ParamCount.folded_params`). `OVERHEAD_KEY` has none.
 
     Example:
 
@@ -326,75 +357,7 @@ def component_weight_bytes(config):
     >>> component_weight_bytes(StemConfig(224, 224, 3, 16))  # 3x3x3x16 kernel + 16 biases
     1792
     """
-    from mnv3_layers.layers.make_divisible import make_divisible
-
-    if config == OVERHEAD_KEY:
-        return 0
-    if isinstance(config, StemConfig):
-        params = config.kernel_size**2 * config.in_channels * config.filters + config.filters
-    elif isinstance(config, BneckConfig):
-        cin, exp, out = config.in_channels, config.expanded_filters, config.filters
-        params = 0
-        if exp != cin:
-            params += cin * exp + exp
-        params += config.kernel_size**2 * exp + exp
-        if config.se:
-            squeeze = make_divisible(exp * SE_RATIO, 8)
-            params += exp * squeeze + squeeze + squeeze * exp + exp
-        params += exp * out + out
-    elif isinstance(config, HeadConfig):
-        params = config.in_channels * config.filters + config.filters
-        if config.top == "applications":
-            lp = config.last_point_filters
-            params += config.filters * lp + lp + lp * config.classes + config.classes
-        elif config.top == "dense":
-            params += config.filters * config.classes + config.classes
-    else:
-        raise TypeError(
-            "`config` must be a StemConfig, BneckConfig or HeadConfig. "
-            f"Received: config of type {type(config).__name__}"
-        )
-    return 4 * params
-
-
-def _parse_cache_size(text):
-    text = text.strip().upper()
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    if text and text[-1] in units:
-        return int(text[:-1]) * units[text[-1]]
-    return int(text)
-
-
-def l2_cache_bytes(cpu=0, sysfs="/sys/devices/system/cpu"):
-    """Size of the L2 cache of CPU `cpu` in bytes (Linux sysfs), or `None` if unknown.
-
-    Args:
-        cpu: the CPU number. Defaults to `0`.
-        sysfs: the CPU sysfs folder. Defaults to `"/sys/devices/system/cpu"`.
-
-    Example:
-
-    >>> from mnv3_layers.latency_table import l2_cache_bytes
-    >>> size = l2_cache_bytes()  # e.g. 2097152 (2 MiB) on a recent Xeon core
-    """
-    root = os.path.join(os.fspath(sysfs), f"cpu{int(cpu)}", "cache")
-    try:
-        indexes = sorted(d for d in os.listdir(root) if d.startswith("index"))
-    except OSError:
-        return None
-    for index in indexes:
-        try:
-            with open(os.path.join(root, index, "level"), encoding="ascii") as f:
-                level = f.read().strip()
-            with open(os.path.join(root, index, "type"), encoding="ascii") as f:
-                kind = f.read().strip()
-            with open(os.path.join(root, index, "size"), encoding="ascii") as f:
-                size = _parse_cache_size(f.read())
-        except (OSError, ValueError):
-            continue
-        if level == "2" and kind in ("Unified", "Data") and size > 0:
-            return size
-    return None
+    return 4 * component_params(config).folded_params
 
 
 # === Building and converting one component ===

@@ -1,105 +1,37 @@
-"""Per-block latency lookup tables measured on this CPU, and whole-model predictions.
+"""Per-component latency lookup tables measured on this CPU, and whole-model predictions.
 
-A MobileNetV3 is a chain of components: the stem (optional input rescaling,
-a 3x3 stride-2 conv, BN, activation), one inverted-residual ("bneck") block
-per row of the block table, and a head (the efficient last stage, plus the
-pooled classifier of the applications or a small dense classifier).
-`LatencyTable` measures each *distinct component configuration* once, as its
-own small float TFLite model (batch 1, `num_threads` threads, the LiteRT
-interpreter with its default XNNPACK CPU delegate, the paper's protocol),
-and predicts a whole model's latency as the sum of its components.
-
-Configurations
---------------
-- `StemConfig`: input H x W x C, filters, kernel, stride, activation and
-  whether the input rescaling (`include_preprocessing`) is part of it.
-- `BneckConfig`: input H x W x C, expanded width (absolute, as in the
-  paper's "exp size" column), output width, kernel, stride, dilation, SE,
-  activation; the residual add follows (stride 1 and input width == output
-  width) and is part of the key.
-- `HeadConfig`: input H x W x C, last-stage width, activation and the top:
-  `"features"` (last-stage 1x1 conv + BN + activation, the backbone output),
-  `"avg"` (plus global average pooling), `"applications"` (the
-  applications' `include_top=True` head: pooled 1x1 conv to
-  `last_point_filters`, 1x1 logits conv, softmax) or `"dense"` (global
-  average pooling and a softmax `Dense`, the classifier `mnv3_layers.search`
-  builds).
-
-`model_configs(...)` lists the components of a model from its block table
-(`mnv3_layers.architecture.block_spec.resolve_architecture`: alpha, minimalistic and
-output stride applied), so nothing is built to predict.
-
-Prediction
-----------
-Each component is measured in its own interpreter, so each measurement also
-contains the fixed cost of one `invoke()` (interpreter dispatch, delegate
-entry, input/output handling) that a whole model pays once. The table
-measures that cost as the latency of a one-op model (`OVERHEAD_KEY`: a ReLU
-on a 1x1x8 input, warm) and predicts
+`LatencyTable` times each distinct component configuration of a MobileNetV3
+(`components.StemConfig`, `BneckConfig`, `HeadConfig`, listed by
+`model_configs(...)` from the block table) once, as its own small float
+TFLite model in the LiteRT interpreter (batch 1, `num_threads` threads: the
+paper's protocol), warm and cold, on the wall and CPU clocks. A whole model's
+latency is predicted as
 
     total = overhead + sum(max(component - overhead, 0) for each component)
 
-`LatencyPrediction` keeps every term.
+where `overhead` is the per-`invoke()` cost of a one-op model
+(`OVERHEAD_KEY`), then corrected by the stored calibration
+(`latency.calibration`). `LatencyPrediction` keeps every term.
 
-Whole-model correction (`LatencyTable.calibrate`, fitted once per CPU from
-a couple of measured whole models and stored in the file): a scale, an
-intercept, or - best measured - an L2 spill term. Timed alone and back to
-back, a block keeps its weights in the core's L2 cache; a whole model
-larger than L2 sweeps through all its weights on every inference, so each
-block's weights come from the next cache level. `kind="spill"` adds
-`ms_per_mib x` the MiB of stem and block weights of models that exceed L2
-(`LatencyTable.spill_mib`, `component_weight_bytes`, `l2_cache_bytes`); use
-it with `cache="warm"`. On the 2-core Xeon (2 MiB L2 per core) where it was
-written, fitted on MobileNetV3-Small and -Large 1.0 at 224 px, it put all
-10 other variants of `benchmarks/bench_latency_table.py` within +-10 % in
-8 of 10 runs (worst 6.2-8.9 %; the other two ran while two timings of the
-same model differed by up to 35 %), where the raw sum left 8-11 of 12.
-
-Cache state: timed alone and back to back, a component finds its weights in
-cache ("warm"); inside a whole model they were evicted by the rest of the
-network since the last inference. Every entry therefore holds warm timings
-and cold ones (a 64 MiB read evicts the caches before each run, then the
-input is written again, as a block's input was just written by the block
-before it). `LatencyTable(cache=...)` picks what is summed: `"mixed"`
-(default; cold for the head, whose pooled 1x1 convolutions stream
-megabytes of weights for little arithmetic, warm for the compute-bound
-stem and blocks), `"warm"` or `"cold"`. See
-`benchmarks/bench_latency_table.py` for how each compares with whole
-models.
-
-Timing: every component of one `measure(...)` call is converted first, then
-the timed runs are interleaved in rounds (each round runs every component in
-turn), so background load spreads over all components instead of landing on
-a few. Each run is timed on the wall clock and on the calling thread's CPU
-clock (`clock="cpu"`: with one thread the interpreter works on the calling
-thread, so this leaves out time spent waiting for a core on a busy
-machine). The median (default) or the minimum of the timed runs is used.
-
-Cache file
-----------
-The table is a JSON file keyed first by a fingerprint of CPU and runtime
-(`runtime_fingerprint`: CPU model, machine, TensorFlow and LiteRT versions,
-thread count) and then by the configuration key (`config.key`). It is
-written atomically (temporary file in the same folder, then `os.replace`)
-after each `measure(...)` call, merging what other processes wrote in the
-meantime. A file that cannot be read or does not have the expected
-structure is not trusted: it is moved aside to `<path>.corrupt`, a
-`RuntimeWarning` says so, and the table is rebuilt by measuring again.
+The table is a JSON file keyed by `runtime_fingerprint` (CPU, machine,
+TensorFlow and LiteRT versions, threads) and then by `config.key`, written
+atomically after each `measure(...)` and merged with what other processes
+wrote; a corrupt file is moved to `<path>.corrupt` with a `RuntimeWarning`
+and rebuilt. How the predictions compare with measured whole models:
+`benchmarks/README.md`, "Latency table".
 """
 
 import dataclasses
 import datetime
+import functools
 import json
-import math
-import numbers
 import os
 import platform
 import warnings
 
-import numpy as np
-
 from mnv3_layers import files
-from mnv3_layers._validation import check_positive_int
+from mnv3_layers._validation import check_choice, check_positive_int
+from mnv3_layers.latency import calibration as calibration_lib
 from mnv3_layers.latency import measure as latency_lib
 from mnv3_layers.latency.components import (
     OVERHEAD_KEY,
@@ -107,9 +39,7 @@ from mnv3_layers.latency.components import (
     HeadConfig,
     StemConfig,
     build_component,
-    component_weight_bytes,
     config_to_dict,
-    l2_cache_bytes,
     model_configs,
 )
 from mnv3_layers.latency.tflite import TFLiteTimer, convert_float_tflite, time_runners
@@ -184,16 +114,11 @@ def default_table_path():
     return os.path.join(home, "mnv3_layers", "latency_table.json")
 
 
-def write_json_atomic(path, data):
-    """Writes `data` as JSON to a temporary file next to `path`, then `os.replace`s it."""
-    files.write_json_atomic(path, data, indent=1, sort_keys=True, makedirs=True)
+# The table file's JSON layout; `files.write_json_atomic` writes it.
+JSON_LAYOUT = {"indent": 1, "sort_keys": True, "makedirs": True}
 
-
-def _finite(value, low_ok):
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value) and low_ok(value)
-    )
+# Kept for `mnv3_layers.search.netadapt`, which writes its files in this layout.
+write_json_atomic = functools.partial(files.write_json_atomic, **JSON_LAYOUT)
 
 
 def _check_file_content(data):
@@ -212,18 +137,15 @@ def _check_file_content(data):
             raise ValueError(f"table {fp_key!r} has no 'fingerprint' object")
         calibration = table.get("calibration", {})
         if not isinstance(calibration, dict) or not all(
-            isinstance(c, dict) and _finite(c.get("intercept_ms"), lambda v: True)
-            and _finite(c.get("scale", 1.0), lambda v: v > 0)
-            and _finite(c.get("spill_ms_per_mib", 0.0), lambda v: v >= 0)
-            and _finite(c.get("l2_bytes", 0), lambda v: v >= 0)
-            for c in calibration.values()
+            calibration_lib.is_valid_entry(c) for c in calibration.values()
         ):
             raise ValueError(f"table {fp_key!r} has a malformed 'calibration' object")
         for key, entry in table["entries"].items():
             if (
                 not isinstance(entry, dict)
-                or not _finite(entry.get("median_ms"), lambda v: v > 0)
-                or not all(_finite(entry.get(stat), lambda v: v >= 0) for stat in STAT_KEYS)
+                or not calibration_lib.finite(entry.get("median_ms"), lambda v: v > 0)
+                or not all(calibration_lib.finite(entry.get(stat), lambda v: v >= 0)
+                           for stat in STAT_KEYS)
             ):
                 raise ValueError(
                     f"entry {key!r} needs finite non-negative {', '.join(STAT_KEYS)} "
@@ -310,10 +232,9 @@ class LatencyPrediction:
 class LatencyTable:
     """Latency of MobileNetV3 components on this CPU, measured once and cached.
 
-    See the module docstring for what is measured and how the sum is
-    formed. Missing entries are measured on demand by `predict`,
-    `latency_ms` and `measure` (a few seconds per component: building,
-    converting, timing), then written to the cache file.
+    Missing entries are measured on demand by `predict`, `latency_ms` and
+    `measure` (a few seconds per component: building, converting, timing),
+    then written to the cache file.
 
     Args:
         path: the JSON cache file. Created if missing; an unreadable or
@@ -326,31 +247,17 @@ class LatencyTable:
         statistic: `"median"` or `"min"` of the timed runs, used by
             `predict` and `latency_ms`. Defaults to `"median"`.
         clock: `"wall"` (elapsed time, the paper's latency) or `"cpu"` (the
-            calling thread's CPU time, see `time_runners`: on a machine
-            shared with other busy processes it leaves out the time spent
-            waiting for a core, which inflates wall times, more for longer
-            runs). Both are always measured and stored; this picks the one
-            used. `"cpu"` needs `num_threads=1`. Defaults to `"wall"`.
-        cache: which measurement of a component is summed: `"warm"` (timed
-            runs back to back, so its weights stay in cache), `"cold"` (each
-            timed run starts after a cache flush, with only its input written
-            again, as if every other component's data had passed through the
-            caches since its last use), or `"mixed"`: cold for the head,
-            warm for the stem and blocks. The head after global pooling is
-            1x1 convolutions on a 1x1 map that stream megabytes of weights
-            for little arithmetic, so its time is set by where those weights
-            come from, and inside a whole model they have been evicted by
-            the rest of the network since the last inference; blocks do
-            tens of multiply-adds per weight byte, so their cache state
-            matters much less, while a flush also makes their activations
-            and the interpreter's own data cold, which a whole model does not
-            suffer, so `"cold"` over-predicts whole models
-            (`benchmarks/bench_latency_table.py` compares all three).
-            All three come from the same stored measurements.
-            Defaults to `"mixed"`.
-        calibrated: apply the whole-model scale or intercept stored by
-            `calibrate(...)` for this clock, cache mode and statistic (none
-            stored: none applied).
+            calling thread's CPU time, which leaves out time spent waiting
+            for a core on a busy machine; needs `num_threads=1`). Both are
+            stored; this picks the one used. Defaults to `"wall"`.
+        cache: which stored timing of a component is summed: `"warm"` (runs
+            back to back, weights in cache), `"cold"` (each run after a cache
+            flush, input written again) or `"mixed"`: cold for the head
+            (pooled 1x1 convolutions that stream megabytes of weights),
+            warm for the stem and blocks. Measured comparisons:
+            `benchmarks/README.md`, "Latency table". Defaults to `"mixed"`.
+        calibrated: apply the whole-model correction stored by
+            `calibrate(...)` for this clock, cache mode and statistic.
             Defaults to `True`.
         verbose: print one line per measured component. Defaults to `False`.
 
@@ -359,7 +266,7 @@ class LatencyTable:
             as given.
         fingerprint: `runtime_fingerprint(num_threads)`.
         entries: dict config key -> stored measurement (this fingerprint's).
-        calibration: dict `calibration_key` -> stored intercept and points.
+        calibration: dict `calibration_key` -> stored correction and points.
 
     Example:
 
@@ -387,22 +294,15 @@ class LatencyTable:
         self.num_threads = check_positive_int("num_threads", num_threads)
         self.warmup = latency_lib.check_warmup(warmup)
         self.runs = check_positive_int("runs", runs)
-        if statistic not in STATISTICS:
-            raise ValueError(
-                f"`statistic` must be one of {STATISTICS}. Received: statistic={statistic!r}"
-            )
-        self.statistic = statistic
-        if clock not in CLOCKS:
-            raise ValueError(f"`clock` must be one of {CLOCKS}. Received: clock={clock!r}")
+        self.statistic = check_choice("statistic", statistic, STATISTICS)
+        check_choice("clock", clock, CLOCKS)
         if clock == "cpu" and self.num_threads != 1:
             raise ValueError(
                 "`clock='cpu'` times the calling thread, so it needs num_threads=1. "
                 f"Received: clock={clock!r}, num_threads={num_threads!r}"
             )
         self.clock = clock
-        if cache not in CACHES:
-            raise ValueError(f"`cache` must be one of {CACHES}. Received: cache={cache!r}")
-        self.cache = cache
+        self.cache = check_choice("cache", cache, CACHES)
         self.calibrated = bool(calibrated)
         self.verbose = bool(verbose)
         self.fingerprint = runtime_fingerprint(self.num_threads)
@@ -443,7 +343,7 @@ class LatencyTable:
         table["entries"].update(self.entries)
         if self.calibration:
             table.setdefault("calibration", {}).update(self.calibration)
-        write_json_atomic(self.path, data)
+        files.write_json_atomic(self.path, data, **JSON_LAYOUT)
 
     # --- Lookup ---
 
@@ -556,27 +456,25 @@ class LatencyTable:
         """Calibrations are stored per clock, cache mode and statistic."""
         return f"{self.clock}/{self.cache}/{self.statistic}"
 
+    def _stored(self, field, default):
+        if not self.calibrated:
+            return default
+        return float(self.calibration.get(self.calibration_key, {}).get(field, default))
+
     @property
     def intercept_ms(self):
         """The stored whole-model intercept for this table's settings (0 if none / off)."""
-        if not self.calibrated:
-            return 0.0
-        return float(self.calibration.get(self.calibration_key, {}).get("intercept_ms", 0.0))
+        return self._stored("intercept_ms", 0.0)
 
     @property
     def scale(self):
         """The stored whole-model scale for this table's settings (1 if none / off)."""
-        if not self.calibrated:
-            return 1.0
-        return float(self.calibration.get(self.calibration_key, {}).get("scale", 1.0))
+        return self._stored("scale", 1.0)
 
     @property
     def spill_ms_per_mib(self):
         """The stored L2-spill cost (ms per MiB) for this table's settings (0 if none / off)."""
-        if not self.calibrated:
-            return 0.0
-        return float(
-            self.calibration.get(self.calibration_key, {}).get("spill_ms_per_mib", 0.0))
+        return self._stored("spill_ms_per_mib", 0.0)
 
     @property
     def l2_bytes(self):
@@ -584,65 +482,29 @@ class LatencyTable:
         stored = self.calibration.get(self.calibration_key, {}).get("l2_bytes")
         if stored is not None:
             return int(stored)
-        return l2_cache_bytes() or 0
+        return calibration_lib.l2_cache_bytes() or 0
 
     def spill_mib(self, configs, l2_bytes=None):
         """MiB of stem and block weights that a whole model streams past L2 per inference.
 
-        Timed alone and back to back, a stem or block finds its weights in
-        L2 (or mostly so). Inside a whole model whose weights (all
-        components) exceed the L2 cache, an inference sweeps through all of
-        them in the same order every time, so by the time a block runs
-        again its weights have been evicted and come from the next level:
-        all of the stem and block weights count. Below the L2 size nothing
-        does. Components timed cold (see `cache`) and the head are left
-        out: the head's pooled 1x1 convolutions already stream megabytes
-        of weights when timed alone.
+        See `latency.calibration.spill_mib`; components this table times cold
+        are left out.
 
         Args:
             configs: the components of one model.
             l2_bytes: the L2 size. Defaults to `None`: `self.l2_bytes`.
-
-        Returns:
-            MiB (float); 0 when the model's weights fit in L2.
         """
-        if l2_bytes is None:
-            l2_bytes = self.l2_bytes
-        configs = list(configs)
-        if sum(component_weight_bytes(c) for c in configs) <= l2_bytes:
-            return 0.0
-        spilled = sum(
-            component_weight_bytes(c) for c in configs
-            if not isinstance(c, HeadConfig) and not self._is_cold(self._key(c))
+        return calibration_lib.spill_mib(
+            configs, self.l2_bytes if l2_bytes is None else l2_bytes,
+            lambda config: self._is_cold(self._key(config)),
         )
-        return spilled / 2**20
 
     def calibrate(self, measurements, kind="scale", l2_bytes=None):
         """Fits and stores a whole-model correction from measured whole models.
 
-        The sum of separately timed components can differ from the whole
-        model systematically (see `benchmarks/bench_latency_table.py` for
-        the causes and the measurements). Three kinds of correction:
-
-        - `"scale"`: proportional (the median of `measured / prediction`),
-          e.g. when every component pays cold instruction caches and branch
-          predictors that a whole model warms once.
-        - `"intercept"`: a fixed per-model amount (the median of
-          `measured - prediction`).
-        - `"spill"`: a cost per MiB of stem and block weights in models
-          too large for the L2 cache (`spill_mib`; the least-squares slope
-          of `measured - prediction` over `spill_mib` through the origin,
-          never below 0). A block timed alone and back to back keeps its
-          weights in L2; inside a whole model that does not fit in L2,
-          every block's weights were evicted by the others since the last
-          inference and stream in from the next level. Use it with
-          `cache="warm"` (measured best, see
-          `benchmarks/bench_latency_table.py`); only models that exceed L2
-          can calibrate it, so include one.
-
-        A couple of end-to-end measurements fix it. It is stored in the file
-        (per clock, cache mode and statistic) and applied to every
-        prediction of tables opened with `calibrated=True`.
+        See `mnv3_layers.latency.calibration` for the three kinds. The fit is
+        stored in the file (per clock, cache mode and statistic) and applied
+        to every prediction of tables opened with `calibrated=True`.
 
         Args:
             measurements: a non-empty list of `(configs, measured_ms)`:
@@ -650,84 +512,36 @@ class LatencyTable:
                 its measured latency on this table's clock and statistic
                 (e.g. `measure_tflite(model)["cpu_median_ms"]` for
                 `clock="cpu"`).
-            kind: `"scale"`, `"intercept"` or `"spill"`. Defaults to
-                `"scale"`.
+            kind: `"scale"`, `"intercept"` or `"spill"` (with
+                `cache="warm"` and at least one model larger than L2).
+                Defaults to `"scale"`.
             l2_bytes: the L2 cache size for `kind="spill"`, stored with the
-                calibration. Defaults to `None`: this CPU's
-                (`l2_cache_bytes()`), or 0 (every model spills) when it
-                cannot be read.
+                calibration. Defaults to `None`: `l2_cache_bytes()`, or 0
+                (every model spills) when it cannot be read.
 
         Returns:
             The fitted scale (a ratio), intercept (milliseconds) or spill
             cost (milliseconds per MiB).
         """
-        if kind not in ("scale", "intercept", "spill"):
-            raise ValueError(
-                "`kind` must be 'scale', 'intercept' or 'spill'. "
-                f"Received: kind={kind!r}"
-            )
-        if l2_bytes is None:
-            l2_bytes = l2_cache_bytes() or 0
-        elif isinstance(l2_bytes, bool) or not isinstance(l2_bytes, numbers.Integral) or (
-                l2_bytes < 0):
-            raise ValueError(
-                "`l2_bytes` must be a non-negative integer or None. "
-                f"Received: l2_bytes={l2_bytes!r}"
-            )
-        measurements = list(measurements)
-        if not measurements:
-            raise ValueError(
-                "`measurements` must be a non-empty list of (configs, measured_ms). "
-                "Received: measurements=[]"
-            )
-        points = []
-        for item in measurements:
-            if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise ValueError(
-                    "`measurements` must hold (configs, measured_ms) pairs. "
-                    f"Received: {item!r}"
-                )
-            configs, measured = item
-            configs = list(configs)
-            if isinstance(measured, bool) or not _finite(measured, lambda v: v > 0):
-                raise ValueError(
-                    "`measured_ms` must be a positive finite number. "
-                    f"Received: measured_ms={measured!r}"
-                )
-            calibrated, self.calibrated = self.calibrated, False
-            try:
-                raw = self.predict_configs(configs).total_ms
-            finally:
-                self.calibrated = calibrated
-            points.append({"raw_predicted_ms": raw, "measured_ms": float(measured),
-                           "spill_mib": self.spill_mib(configs, int(l2_bytes)),
-                           "first": self._key(configs[0])})
-        scale, intercept, per_mib = 1.0, 0.0, 0.0
-        if kind == "intercept":
-            value = intercept = float(
-                np.median([p["measured_ms"] - p["raw_predicted_ms"] for p in points]))
-        elif kind == "scale":
-            value = scale = float(
-                np.median([p["measured_ms"] / p["raw_predicted_ms"] for p in points]))
-        else:
-            spilling = [p for p in points if p["spill_mib"] > 0]
-            if not spilling:
-                raise ValueError(
-                    "`kind='spill'` needs at least one model larger than the L2 cache "
-                    f"({l2_bytes / 2**20:.2f} MiB, `l2_bytes`) with warm-timed stem or "
-                    f"blocks (cache={self.cache!r}); none of the {len(points)} given has. "
-                    "Calibrate with a larger model, cache='warm', or kind='scale'."
-                )
-            # Least squares through the origin: the models that spill most
-            # (whose excess is least drowned by timing noise) weigh most.
-            value = per_mib = max(0.0, float(
-                sum((p["measured_ms"] - p["raw_predicted_ms"]) * p["spill_mib"]
-                    for p in spilling) / sum(p["spill_mib"] ** 2 for p in spilling)))
-        self.calibration[self.calibration_key] = {
-            "kind": kind, "intercept_ms": intercept, "scale": scale,
-            "spill_ms_per_mib": per_mib, "l2_bytes": int(l2_bytes), "points": points}
+        measurements, l2_bytes = calibration_lib.check_arguments(
+            measurements, kind, l2_bytes)
+        points = [self._calibration_point(configs, measured, l2_bytes)
+                  for configs, measured in measurements]
+        value, entry = calibration_lib.fit_calibration(points, kind, l2_bytes, self.cache)
+        self.calibration[self.calibration_key] = entry
         self.save()
         return value
+
+    def _calibration_point(self, configs, measured_ms, l2_bytes):
+        """One measured model: its uncorrected prediction, measurement and spilled MiB."""
+        calibrated, self.calibrated = self.calibrated, False
+        try:
+            raw = self.predict_configs(configs).total_ms
+        finally:
+            self.calibrated = calibrated
+        return {"raw_predicted_ms": raw, "measured_ms": measured_ms,
+                "spill_mib": self.spill_mib(configs, l2_bytes),
+                "first": self._key(configs[0])}
 
     # --- Prediction ---
 
