@@ -3,6 +3,7 @@
 
 import keras
 
+from mnv3_layers.quantization import _graph
 from mnv3_layers.quantization.keras_engine.graph import _lraspp_classes, _unsupported
 from mnv3_layers.quantization.keras_engine.layers import (
     QuantActivation,
@@ -16,9 +17,8 @@ from mnv3_layers.quantization.keras_engine.layers import (
 )
 from mnv3_layers.quantization.keras_engine.quantizers import (
     _QUANTIZED_INPUT_ACTIVATIONS,
+    ActivationQuantizer,
 )
-
-# === Fusion and rebuild ===
 
 
 def _single_consumer(value, outputs):
@@ -58,6 +58,22 @@ class _Builder:
             i += 1
         self.used_names.add(candidate)
         return candidate
+
+    def build_inputs(self, values):
+        """The QAT model's inputs, each followed by an `ActivationQuantizer`."""
+        new_inputs = []
+        for value in values:
+            tensor = value.input_tensor
+            input_name = _graph.input_name(tensor)
+            new_input = keras.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype,
+                                    name=input_name)
+            self.used_names.add(new_input.name)
+            new_inputs.append(new_input)
+            quantizer = ActivationQuantizer(
+                self.range_momentum, name=self.unique(f"{input_name or 'input'}_quantizer")
+            )
+            self.tensors[id(value)] = quantizer(new_input)
+        return new_inputs
 
     def build(self):
         for op in self.graph.ops:

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from mnv3_layers._registry import register
+from mnv3_layers._validation import check_choice
 
 ACTIVATIONS = (
     "linear", "relu", "relu6", "hard_swish", "hard_sigmoid", "softmax", "sigmoid"
@@ -26,11 +27,18 @@ _RELU6_RANGE = (0.0, 6.0)
 _UNIT_RANGE = (0.0, 1.0)
 
 
-def _check_hard_swish_form(hard_swish):
-    if not isinstance(hard_swish, str) or hard_swish not in HARD_SWISH_FORMS:
+def _check_hard_swish_form(value, argument="hard_swish"):
+    """Checks a hard-swish form (both engines)."""
+    return check_choice(argument, value, HARD_SWISH_FORMS)
+
+
+def _check_range_momentum(value):
+    """Checks an activation-range momentum in [0, 1) (both engines)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(
-            f"`hard_swish` must be one of {HARD_SWISH_FORMS}. Received: hard_swish={hard_swish!r}"
+            f"`range_momentum` must be a number in [0, 1). Received: range_momentum={value!r}"
         )
+    return float(value)
 
 
 # === Fake-quant primitives ===
