@@ -302,6 +302,16 @@ def test_keras_file_round_trip_gives_identical_predictions(trained, data, tmp_pa
     assert loaded.classification_loss.alpha == 0.75
 
 
+def test_serialized_config_names_the_package_as_before_the_split(model):
+    # Files saved before ssdlite became a package record this module and name.
+    config = keras.saving.serialize_keras_object(model)
+    assert config["module"] == "mnv3_layers.applications.ssdlite"
+    assert config["registered_name"] == "mnv3_layers>SSDLite"
+    restored = keras.saving.deserialize_keras_object(config)
+    assert isinstance(restored, SSDLite)
+    assert restored.get_config() == model.get_config()
+
+
 # ----------------------------------------------------------- bad input
 
 
