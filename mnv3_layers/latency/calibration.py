@@ -15,7 +15,7 @@ it in the table file (per clock, cache mode and statistic):
   alone, a block keeps its weights in L2; in a model larger than L2 they
   come from the next level on every inference. Use it with `cache="warm"`.
 
-How well each fits on a real CPU: `benchmarks/README.md`, "Latency table".
+How well each fits on a real CPU: `benchmarks/README.md` (`bench_latency_table.py`).
 """
 
 import math

@@ -18,7 +18,7 @@ TensorFlow and LiteRT versions, threads) and then by `config.key`, written
 atomically after each `measure(...)` and merged with what other processes
 wrote; a corrupt file is moved to `<path>.corrupt` with a `RuntimeWarning`
 and rebuilt. How the predictions compare with measured whole models:
-`benchmarks/README.md`, "Latency table".
+`benchmarks/README.md` (`bench_latency_table.py`).
 """
 
 import dataclasses
@@ -254,8 +254,9 @@ class LatencyTable:
             back to back, weights in cache), `"cold"` (each run after a cache
             flush, input written again) or `"mixed"`: cold for the head
             (pooled 1x1 convolutions that stream megabytes of weights),
-            warm for the stem and blocks. Measured comparisons:
-            `benchmarks/README.md`, "Latency table". Defaults to `"mixed"`.
+            warm for the stem and blocks (measured comparisons:
+            `benchmarks/README.md`, `bench_latency_table.py`).
+            Defaults to `"mixed"`.
         calibrated: apply the whole-model correction stored by
             `calibrate(...)` for this clock, cache mode and statistic.
             Defaults to `True`.
