@@ -32,7 +32,12 @@ import keras
 from keras import ops
 
 from mnv3_layers._registry import register
-from mnv3_layers._validation import check_fraction, check_positive_int
+from mnv3_layers._validation import (
+    check_choice,
+    check_finite_positive,
+    check_fraction,
+    check_positive_int,
+)
 from mnv3_layers.layers.hard_sigmoid import HardSigmoid
 
 GATES = ("sigmoid", "hard_sigmoid")
@@ -62,12 +67,6 @@ def _pair(name, value, allow_none=False):
             f"ints. Received: {name}={value!r}"
         )
     return (int(pair[0]), int(pair[1]))
-
-
-def _check_choice(name, value, choices):
-    if not any(value is c or (isinstance(value, str) and value == c) for c in choices):
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
-    return value
 
 
 def _resize_bilinear(x, height, width):
@@ -205,15 +204,9 @@ class LRASPPHead(keras.layers.Layer):
         self.pool_strides = (
             None if pool_strides is None else _pair("pool_strides", pool_strides)
         )
-        self.gate = _check_choice("gate", gate, GATES)
+        self.gate = check_choice("gate", gate, GATES)
         self.bn_momentum = check_fraction("bn_momentum", bn_momentum)
-        self.bn_epsilon = bn_epsilon
-        if not isinstance(bn_epsilon, numbers.Real) or isinstance(bn_epsilon, bool) or (
-            not bn_epsilon > 0
-        ):
-            raise ValueError(
-                f"`bn_epsilon` must be a positive number. Received: bn_epsilon={bn_epsilon!r}"
-            )
+        self.bn_epsilon = check_finite_positive("bn_epsilon", bn_epsilon)
 
         # === Layers ===
         self.main_conv = keras.layers.Conv2D(
@@ -503,9 +496,9 @@ class LRASPPSegmenter(keras.Model):
         # === Argument checks (all before anything is built) ===
         num_classes = check_positive_int("num_classes", num_classes)
         filters = check_positive_int("filters", filters)
-        _check_choice("pooling", pooling, POOLINGS)
-        _check_choice("gate", gate, GATES)
-        _check_choice("activation", activation, ACTIVATIONS)
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("gate", gate, GATES)
+        check_choice("activation", activation, ACTIVATIONS)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"`name` must be a string. Received: name={name!r}")
         if pooling == "global":
