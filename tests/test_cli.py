@@ -53,6 +53,49 @@ def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
     assert "usage: mnv3 summary" in capsys.readouterr().out
 
 
+def test_train_flags_are_the_train_config_fields(capsys, monkeypatch):
+    """One flag per `TrainConfig` field, with the field's help; defaults are the field's."""
+    import dataclasses
+
+    monkeypatch.setenv("COLUMNS", "2000")  # no line wrapping inside the help texts
+
+    from mnv3_layers.cli.train import train_config_from_args
+    from mnv3_layers.training import TrainConfig
+
+    status, out, _ = _run(["train", "--help"], capsys)
+    assert status == 0
+    flat = " ".join(out.split())
+    for field in dataclasses.fields(TrainConfig):
+        flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+        assert flag in out, flag
+        assert " ".join(field.metadata["help"].split()) in flat, field.name
+    args = cli.build_parser().parse_args(["train", "--data", "photos", "--weights", "none"])
+    assert train_config_from_args(args) == TrainConfig(data="photos")
+    args = cli.build_parser().parse_args([
+        "train", "--data", "photos", "--no-shuffle", "--dropout", "0.3", "--export",
+        "int8,float", "--qat-hard-swish", "elementwise", "--run-eagerly"])
+    config = train_config_from_args(args)
+    assert (config.shuffle, config.dropout_rate, config.export) == (False, 0.3, ("float", "int8"))
+    assert (config.weights, config.qat_hard_swish, config.run_eagerly) == (
+        "imagenet", "elementwise", True)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "argument --epochs: must be a positive integer. Received: '0'"),
+        (["--alpha", "inf"], "argument --alpha: must be a positive number. Received: 'inf'"),
+        (["--freeze-epochs", "-1"],
+         "argument --freeze-epochs: must be a non-negative integer. Received: '-1'"),
+        (["--bn-momentum", "1"], r"argument --bn-momentum: must be in [0, 1). Received: '1'"),
+    ],
+)
+def test_flag_errors_name_the_flag_and_the_value(argv, message, capsys):
+    status, _, err = _run(["train", "--data", "d"] + argv, capsys)
+    assert status == 2
+    assert message in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -180,7 +180,7 @@ def test_flip_augmentations_are_independent():
         ({"image_size": 16}, "`image_size` must be >= 32"),
         ({"distribution": "gpu"}, "`distribution` must be one of"),
         ({"tpu": "grpc://x"}, "`tpu` is only used with distribution='tpu'"),
-        ({"weights": "/no/such/file.h5"}, "`weights` must be None, 'imagenet' or the path"),
+        ({"weights": 5}, "`weights` must be None, 'imagenet' or the path"),
         ({"validation_split": 1.0}, "`validation_split` must be in"),
         ({"learning_rate": -1.0}, "`learning_rate` must be a positive number"),
         ({"weights": "imagenet", "alpha": 0.35}, "`alpha` must be 0.75 or 1.0"),
@@ -189,6 +189,17 @@ def test_flip_augmentations_are_independent():
 def test_config_rejects_bad_values(overrides, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(data="photos", **overrides)
+
+
+def test_a_missing_weights_file_stops_the_run_before_anything_is_written(tmp_path):
+    # The configuration checks arguments only; the file is checked when the run starts.
+    config = TrainConfig(data=str(_folder(tmp_path / "data")), out=str(tmp_path / "out"),
+                         weights=str(tmp_path / "no_such.weights.h5"))
+    assert config.weights == str(tmp_path / "no_such.weights.h5")
+    with pytest.raises(ValueError, match="`weights` must be None, 'imagenet' or the path to "
+                       "an existing weights file. Received: weights=.*no_such"):
+        training.train(config, log=lambda *_: None)
+    assert not (tmp_path / "out").exists()
 
 
 def test_output_folder_keeps_other_runs(tmp_path):
@@ -231,7 +242,7 @@ def test_output_folder_without_results_takes_a_new_configuration(tmp_path):
 def test_truncate_csv_log_keeps_earlier_epochs(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n")
-    training.run_folder._truncate_csv_log(str(path), 2)
+    training.run_folder.truncate_csv_log(str(path), 2)
     assert path.read_text().splitlines() == ["epoch,loss", "0,1.0", "1,0.9"]
     assert training.read_training_log(str(path)) == {"epoch": [0.0, 1.0], "loss": [1.0, 0.9]}
 

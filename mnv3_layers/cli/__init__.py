@@ -1,4 +1,4 @@
-"""The `mnv3` command line: one module per subcommand, `main` dispatches."""
+"""The `mnv3` command line: one module per subcommand, `main` builds the parser and dispatches."""
 
 from mnv3_layers.cli.main import build_parser, main
 

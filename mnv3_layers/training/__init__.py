@@ -1,6 +1,10 @@
-"""Fine-tuning workflow: a folder of images in, a trained model, int8 file and report out.
+"""Fine-tuning workflow: a folder of images in; a trained model, int8 file and report out.
 
-The library behind `mnv3 train` and `mnv3 demo`; `train(TrainConfig(...))` runs it.
+`train(TrainConfig(...))`, the library behind `mnv3 train` and `mnv3 demo`,
+checks every image, builds the classifier, runs its phases (frozen backbone,
+fine-tune, quantization-aware training) with an atomic checkpoint after each
+epoch (a rerun resumes at the epoch reached), exports TFLite files and writes
+`metrics.json`.
 
 - `config`: `TrainConfig`, the constants and errors of a run.
 - `data`: folder checks and datasets.
@@ -70,13 +74,13 @@ from mnv3_layers.training.distribute import (
 from mnv3_layers.training.loop import (
     Phase,
     export_and_measure,
+    format_report,
     plan_phases,
     train,
 )
 from mnv3_layers.training.demo import (
     DEMO_DEFAULTS,
     DEMO_SMOKE,
-    format_report,
     run_demo,
     write_shapes_folder,
 )

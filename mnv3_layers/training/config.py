@@ -1,11 +1,18 @@
 """The configuration of a fine-tuning run (`TrainConfig`), its constants and errors."""
 
 import dataclasses
-import math
 import numbers
 import os
 
-from mnv3_layers._validation import check_fraction, check_positive_int
+from mnv3_layers._validation import (
+    check_bool,
+    check_choice,
+    check_finite_positive,
+    check_fraction,
+    check_non_negative_int,
+    check_positive_int,
+)
+from mnv3_layers.plotting import PLOT_INSTALL_HINT
 from mnv3_layers.quantization.keras_engine import HARD_SWISH_FORMS
 
 # === Constants ===
@@ -45,7 +52,6 @@ STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 CSV_LOG = "training_log.csv"
-PLOT_INSTALL_HINT = 'pip install "mnv3-layers[plot]"'
 TENSORBOARD_INSTALL_HINT = "pip install tensorboard"
 
 # The paper's recipe (section 6.1): RMSProp, momentum 0.9, initial rate 0.1 at
@@ -72,37 +78,12 @@ class OutputFolderError(ValueError):
 # === Configuration ===
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
-    return value
-
-
-def _check_non_negative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(
-            f"`{name}` must be a non-negative integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _check_optional_positive_float(name, value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    return float(value)
-
-
 def parse_augment(augment):
     """Returns the augmentation names of `augment` as a tuple.
 
     Args:
         augment: `"none"`, a comma-separated string such as
-            `"flip,translate"`, or a sequence of names from
-            `AUGMENTATIONS`.
+            `"flip,translate"`, or a sequence of names from `AUGMENTATIONS`.
 
     Returns:
         A tuple of names from `AUGMENTATIONS`, in the given order.
@@ -134,75 +115,34 @@ def parse_augment(augment):
     return tuple(names)
 
 
+def _field(default, help, **cli):
+    """A `TrainConfig` field: its help and `mnv3 train` flag live in the metadata.
+
+    `cli` keys (read by `mnv3_layers.cli.train`): `flag` (default
+    `--field-name`), `type` (an argument type of `mnv3_layers.cli._args`),
+    `choices`, `action`, `cli_default` (when the flag's default differs),
+    `required`.
+    """
+    metadata = dict(cli, help=help)
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _folder_path(name, value):
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(f"`{name}` must be a folder path. Received: {name}={value!r}")
+    return os.fspath(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a fine-tuning run (stored as `out/config.json`).
 
-    Args:
-        data: folder with one sub-folder of images per class, or with
-            `train/` and `val/` (or `validation/`) sub-folders of that layout.
-        out: output folder. Defaults to `"out/train"`.
-        val_data: separate validation folder (same class folders).
-            Defaults to `None` (`data/val` if present, else `validation_split`).
-        validation_split: fraction of `data` held out for validation when
-            there is no validation folder, in (0, 1); the split is seeded.
-            Defaults to `0.2`.
-        variant: `"small"` or `"large"`. Defaults to `"small"`.
-        alpha: width multiplier. Defaults to `1.0`.
-        minimalistic: the paper's minimalistic models. Defaults to `False`.
-        weights: `None`, `"imagenet"` or a path to a weights file for the
-            backbone (see `build_classifier`). Defaults to `None`.
-        image_size: images are resized to this square size, >= 32.
-            Defaults to `224`.
-        epochs: float training epochs in all, including `freeze_epochs`.
-            Defaults to `10`.
-        batch_size: batch size per replica (the global batch is
-            `batch_size * num_replicas`). Defaults to `32`.
-        freeze_epochs: first epochs with the backbone frozen (batch norms in
-            inference mode), training only the classifier head; then the
-            whole network trains at `unfreeze_lr_factor` times the rate.
-            Defaults to `0`.
-        unfreeze_lr_factor: learning-rate factor after unfreezing, in (0, 1].
-            Defaults to `0.1`.
-        recipe: `"default"`, `"sgd"` or `"paper"`; see `get_recipe`.
-            Defaults to `"default"`.
-        learning_rate: initial learning rate; `None` uses the recipe's.
-            Defaults to `None`.
-        bn_momentum: batch-norm momentum; `None` uses the recipe's.
-            Defaults to `None`.
-        dropout_rate: dropout before the classifier; `None` uses the
-            recipe's. Defaults to `None`.
-        augment: training augmentation, `"none"` or a comma-separated list of
-            `"flip"` (horizontal), `"vflip"`, `"translate"`, `"rotate"`,
-            `"zoom"`, `"contrast"` (Keras preprocessing layers).
-            Defaults to `"flip,translate"`.
-        shuffle: shuffle the training images each epoch. Defaults to `True`.
-        qat_epochs: epochs of quantization-aware training after the float
-            training. Defaults to `0`.
-        qat_hard_swish: how the QAT model (and its int8 file) writes each
-            hard-swish: `"op"`, one `HARD_SWISH` op, or `"elementwise"`,
-            int8 `ADD`/`MUL`/`MUL` ops that LiteRT's XNNPACK delegate runs
-            (much faster int8 files on x86 CPUs), see
-            `mnv3_layers.quantization.quantize_model`. Defaults to `"op"`.
-        export: TFLite files to write, a tuple of `"float"`, `"dynamic"`,
-            `"int8"`. Defaults to `()`.
-        latency: add `LatencyCallback` (the Keras model's batch-1 latency in
-            the logs every epoch, on TensorFlow's training thread pools) and
-            measure the exported TFLite files at batch 1 on one thread (the
-            paper's protocol). Defaults to `False`.
-        distribution: `"none"`, `"mirrored"`, `"multiworker"` or `"tpu"`.
-            Defaults to `"none"`.
-        tpu: TPU name or address for `distribution="tpu"` (`""`: the local
-            or environment-configured TPU). Defaults to `None`.
-        skip_bad_images: skip unreadable images and non-image files with a
-            warning instead of stopping. Defaults to `False`.
-        seed: seed of the split, shuffling, augmentation and initial weights.
-            Defaults to `0`.
-        run_eagerly: run the training steps eagerly instead of tracing them
-            into a graph. Tracing a MobileNetV3 training step costs tens of
-            seconds of CPU, so eager steps are faster for runs of a handful
-            of steps (smoke runs, tests) and much slower for real runs.
-            Defaults to `False`.
+    Each field's help is written once, in its metadata
+    (`dataclasses.fields(TrainConfig)`); `mnv3 train --help` prints it with
+    the field's flag. Construction checks the arguments only; the folders and
+    the weights file are checked by `train` when the run starts.
 
     Example:
 
@@ -210,69 +150,124 @@ class TrainConfig:
     >>> config = TrainConfig(data="photos", out="runs/a", image_size=96, epochs=3)
     >>> config.augment, config.batch_size
     ('flip,translate', 32)
+    >>> import dataclasses
+    >>> dataclasses.fields(TrainConfig)[9].metadata["help"]
+    'float training epochs in all, including --freeze-epochs'
     """
 
-    data: str
-    out: str = "out/train"
-    val_data: str = None
-    validation_split: float = 0.2
-    variant: str = "small"
-    alpha: float = 1.0
-    minimalistic: bool = False
-    weights: str = None
-    image_size: int = 224
-    epochs: int = 10
-    batch_size: int = 32
-    freeze_epochs: int = 0
-    unfreeze_lr_factor: float = 0.1
-    recipe: str = "default"
-    learning_rate: float = None
-    bn_momentum: float = None
-    dropout_rate: float = None
-    augment: str = "flip,translate"
-    shuffle: bool = True
-    qat_epochs: int = 0
-    qat_hard_swish: str = "op"
-    export: tuple = ()
-    latency: bool = False
-    distribution: str = "none"
-    tpu: str = None
-    skip_bad_images: bool = False
-    seed: int = 0
-    run_eagerly: bool = False
+    data: str = _field(
+        dataclasses.MISSING, "image folder: one sub-folder per class, or train/ and val/ "
+        "(or validation/) sub-folders of that layout", required=True)
+    out: str = _field("out/train", "output folder")
+    val_data: str = _field(
+        None, "separate validation folder with the same class folders (default: DATA/val "
+        "if present, else --validation-split)")
+    validation_split: float = _field(
+        0.2, "fraction of --data held out for validation when there is no validation "
+        "folder, in (0, 1); the split is seeded", type="fraction")
+    variant: str = _field("small", "MobileNetV3-Small or -Large", choices=VARIANTS)
+    alpha: float = _field(1.0, "width multiplier", type="positive_float")
+    minimalistic: bool = _field(
+        False, "the paper's minimalistic model: 3x3 kernels, ReLU, no SE", action="store_true")
+    weights: str = _field(
+        None, "backbone weights: imagenet (the official Keras Applications no-top file, "
+        "downloaded; alpha 0.75 or 1.0), none, or a path to a weights file (see "
+        "build_classifier)", type="weights", cli_default="imagenet")
+    image_size: int = _field(224, "square input size in pixels, >= 32", type="positive_int")
+    epochs: int = _field(
+        10, "float training epochs in all, including --freeze-epochs", type="positive_int")
+    batch_size: int = _field(
+        32, "batch size per replica; the global batch is this times the number of replicas",
+        type="positive_int")
+    freeze_epochs: int = _field(
+        0, "first epochs with the backbone frozen (batch norms in inference mode), training "
+        "only the classifier head; then everything trains at --unfreeze-lr-factor times the "
+        "rate", type="non_negative_int")
+    unfreeze_lr_factor: float = _field(
+        0.1, "learning-rate factor after unfreezing, in (0, 1]", type="positive_float")
+    recipe: str = _field(
+        "default", "default: Adam, warmup + cosine decay; sgd: SGD momentum 0.9 + cosine; "
+        "paper: RMSProp momentum 0.9, step decay, EMA, BN momentum 0.99, L2 1e-5, dropout "
+        "0.2 (see get_recipe)", choices=RECIPES)
+    learning_rate: float = _field(
+        None, "initial learning rate (default: the recipe's)", type="positive_float")
+    bn_momentum: float = _field(
+        None, "batch-norm momentum (default: the recipe's)", type="fraction")
+    dropout_rate: float = _field(
+        None, "dropout before the classifier (default: the recipe's)", type="fraction",
+        flag="--dropout")
+    augment: str = _field(
+        "flip,translate", "training augmentation: 'none' or a comma-separated list of "
+        f"{', '.join(AUGMENTATIONS)} (Keras preprocessing layers; flip is horizontal)")
+    shuffle: bool = _field(
+        True, "shuffle the training images each epoch (--no-shuffle keeps folder order)",
+        flag="--no-shuffle", action="store_false")
+    qat_epochs: int = _field(
+        0, "epochs of quantization-aware training after the float training; --export int8 "
+        "then exports the QAT model", type="non_negative_int")
+    qat_hard_swish: str = _field(
+        "op", "int8 hard-swish of the QAT model: op (one HARD_SWISH op) or elementwise "
+        "(int8 ADD/MUL/MUL ops that LiteRT's XNNPACK delegate runs, faster on x86 CPUs); "
+        "see quantize_model", choices=HARD_SWISH_FORMS)
+    export: tuple = _field(
+        (), f"TFLite files to write: {', '.join(EXPORTS)} (comma-separated)", type="exports")
+    latency: bool = _field(
+        False, "log the Keras model's batch-1 latency every epoch (LatencyCallback) and "
+        "measure the exported TFLite files (batch 1, 1 thread: the paper's protocol)",
+        action="store_true")
+    distribution: str = _field(
+        "none", "tf.distribute strategy: mirrored (all local GPUs), multiworker (cluster "
+        "from TF_CONFIG), tpu", choices=DISTRIBUTIONS)
+    tpu: str = _field(
+        None, "TPU name or grpc:// address for --distribution tpu ('': the local or "
+        "environment-configured TPU)")
+    skip_bad_images: bool = _field(
+        False, "skip unreadable images and non-image files with a warning instead of "
+        "stopping", action="store_true")
+    seed: int = _field(
+        0, "seed of the split, shuffling, augmentation and initial weights", type="int")
+    run_eagerly: bool = _field(
+        False, "run the training steps eagerly (no graph trace, which costs tens of seconds "
+        "of CPU): faster for a handful of steps, much slower for real runs",
+        action="store_true")
 
     def __post_init__(self):
-        if not isinstance(self.data, (str, os.PathLike)) or not os.fspath(self.data):
-            raise ValueError(f"`data` must be a folder path. Received: data={self.data!r}")
-        if not isinstance(self.out, (str, os.PathLike)) or not os.fspath(self.out):
-            raise ValueError(f"`out` must be a folder path. Received: out={self.out!r}")
-        object.__setattr__(self, "data", os.fspath(self.data))
-        object.__setattr__(self, "out", os.fspath(self.out))
+        self._set("data", _folder_path("data", self.data))
+        self._set("out", _folder_path("out", self.out))
         if self.val_data is not None:
-            object.__setattr__(self, "val_data", os.fspath(self.val_data))
+            self._set("val_data", os.fspath(self.val_data))
+        self._check_model()
+        self._check_schedule()
+        self._set("augment", ",".join(parse_augment(self.augment)) or "none")
+        check_bool("shuffle", self.shuffle)
+        check_non_negative_int("qat_epochs", self.qat_epochs)
+        check_choice("qat_hard_swish", self.qat_hard_swish, HARD_SWISH_FORMS)
+        export = (self.export,) if isinstance(self.export, str) else tuple(self.export or ())
+        for kind in export:
+            check_choice("export", kind, EXPORTS)
+        self._set("export", tuple(k for k in EXPORTS if k in export))
+        self._check_run()
+
+    def _set(self, name, value):
+        object.__setattr__(self, name, value)
+
+    def _check_model(self):
         check_fraction("validation_split", self.validation_split, allow_zero=False)
-        _check_choice("variant", self.variant, VARIANTS)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not (
-            self.alpha > 0
-        ):
-            raise ValueError(f"`alpha` must be a positive number. Received: alpha={self.alpha!r}")
-        if not isinstance(self.minimalistic, bool):
-            raise TypeError(
-                f"`minimalistic` must be a bool. Received: minimalistic={self.minimalistic!r}"
-            )
-        weights = self.weights
-        if isinstance(weights, os.PathLike):
-            weights = os.fspath(weights)
+        check_choice("variant", self.variant, VARIANTS)
+        check_finite_positive("alpha", self.alpha)
+        check_bool("minimalistic", self.minimalistic)
+        weights = os.fspath(self.weights) if isinstance(self.weights, os.PathLike) else (
+            self.weights)
         if isinstance(weights, str) and weights.lower() == "none":
             weights = None
-        if weights is not None and weights != "imagenet":
-            if not isinstance(weights, str) or not os.path.isfile(weights):
+        if weights not in (None, "imagenet"):
+            if not isinstance(weights, str) or not weights:
                 raise ValueError(
                     "`weights` must be None, 'imagenet' or the path to an existing weights "
                     f"file. Received: weights={self.weights!r}"
                 )
-            weights = os.path.abspath(weights)
-        object.__setattr__(self, "weights", weights)
+            weights = os.path.abspath(weights)  # the file is checked when the run starts
+        self._set("weights", weights)
         if weights == "imagenet":
             from mnv3_layers.applications import weights as weights_lib
 
@@ -288,9 +283,11 @@ class TrainConfig:
                 f"`image_size` must be >= {MIN_IMAGE_SIZE}. "
                 f"Received: image_size={self.image_size!r}"
             )
+
+    def _check_schedule(self):
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
-        _check_non_negative_int("freeze_epochs", self.freeze_epochs)
+        check_non_negative_int("freeze_epochs", self.freeze_epochs)
         if self.freeze_epochs > self.epochs:
             raise ValueError(
                 "`freeze_epochs` must be <= `epochs` (it counts the first epochs of the "
@@ -298,42 +295,25 @@ class TrainConfig:
             )
         check_fraction("unfreeze_lr_factor", self.unfreeze_lr_factor, allow_zero=False,
                        allow_one=True)
-        _check_choice("recipe", self.recipe, RECIPES)
-        _check_optional_positive_float("learning_rate", self.learning_rate)
-        if self.bn_momentum is not None:
-            check_fraction("bn_momentum", self.bn_momentum)
-        if self.dropout_rate is not None:
-            check_fraction("dropout_rate", self.dropout_rate)
-        object.__setattr__(self, "augment", ",".join(parse_augment(self.augment)) or "none")
-        if not isinstance(self.shuffle, bool):
-            raise TypeError(f"`shuffle` must be a bool. Received: shuffle={self.shuffle!r}")
-        _check_non_negative_int("qat_epochs", self.qat_epochs)
-        _check_choice("qat_hard_swish", self.qat_hard_swish, HARD_SWISH_FORMS)
-        export = (self.export,) if isinstance(self.export, str) else tuple(self.export or ())
-        for kind in export:
-            _check_choice("export", kind, EXPORTS)
-        object.__setattr__(self, "export", tuple(k for k in EXPORTS if k in export))
-        if not isinstance(self.latency, bool):
-            raise TypeError(f"`latency` must be a bool. Received: latency={self.latency!r}")
+        check_choice("recipe", self.recipe, RECIPES)
+        check_finite_positive("learning_rate", self.learning_rate, allow_none=True)
+        for name in ("bn_momentum", "dropout_rate"):
+            if getattr(self, name) is not None:
+                check_fraction(name, getattr(self, name))
+
+    def _check_run(self):
+        check_bool("latency", self.latency)
         distribution = "none" if self.distribution is None else self.distribution
-        _check_choice("distribution", distribution, DISTRIBUTIONS)
-        object.__setattr__(self, "distribution", distribution)
+        self._set("distribution", check_choice("distribution", distribution, DISTRIBUTIONS))
         if self.tpu is not None and distribution != "tpu":
             raise ValueError(
                 "`tpu` is only used with distribution='tpu'. "
                 f"Received: tpu={self.tpu!r}, distribution={distribution!r}"
             )
-        if not isinstance(self.skip_bad_images, bool):
-            raise TypeError(
-                "`skip_bad_images` must be a bool. "
-                f"Received: skip_bad_images={self.skip_bad_images!r}"
-            )
+        check_bool("skip_bad_images", self.skip_bad_images)
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             raise ValueError(f"`seed` must be an integer. Received: seed={self.seed!r}")
-        if not isinstance(self.run_eagerly, bool):
-            raise TypeError(
-                f"`run_eagerly` must be a bool. Received: run_eagerly={self.run_eagerly!r}"
-            )
+        check_bool("run_eagerly", self.run_eagerly)
 
     def identity(self):
         """The configuration as stored in `config.json` (folders as absolute paths)."""

@@ -54,30 +54,26 @@ def _check_image(path):
 def scan_image_folder(directory, skip_bad_images=False, class_names=None, what="data"):
     """Checks a folder-per-class image folder before training; returns an `ImageFolder`.
 
-    Everything `keras.utils.image_dataset_from_directory` would trip over
-    or silently drop is found here, before any training: a missing folder,
-    fewer than two class folders, an empty class folder, an image outside
-    the class folders, a non-image file (keras reads only `.bmp`, `.gif`,
-    `.jpeg`, `.jpg`, `.png` and would ignore it), and an image that does not
-    decode (every image is read and decoded with `tf.io.decode_image`, the
-    decoder keras uses). Hidden files (`.DS_Store`, ...) are ignored.
-    Class folders may contain sub-folders (keras reads them recursively).
+    Finds what `keras.utils.image_dataset_from_directory` would trip over or
+    silently drop: a missing folder, fewer than two class folders, an empty
+    class folder, an image outside the class folders, a non-image file (keras
+    reads only `IMAGE_EXTENSIONS`), an image that does not decode (each is
+    decoded with `tf.io.decode_image`, as keras does). Hidden files are
+    ignored; class folders may have sub-folders (keras reads them too).
 
     Args:
         directory: the folder.
         skip_bad_images: skip unreadable images and non-image files with a
             warning instead of raising. Defaults to `False`.
-        class_names: expected class names (for a validation folder); the
-            folder must have exactly these. Defaults to `None`.
+        class_names: expected class names (for a validation folder).
+            Defaults to `None`.
         what: the argument name used in messages. Defaults to `"data"`.
 
     Returns:
         An `ImageFolder`.
 
     Raises:
-        DataError: any of the problems above (for unreadable images and
-            non-image files only without `skip_bad_images`), naming the
-            folder or file.
+        DataError: any of the problems above, naming the folder or file.
 
     Example:
 
@@ -87,6 +83,36 @@ def scan_image_folder(directory, skip_bad_images=False, class_names=None, what="
     (('cat', 'dog'), (120, 98))
     """
     directory = os.fspath(directory)
+    classes = _class_folders(directory, what, class_names)
+    files, non_images = _class_files(directory, classes, what)
+    all_paths = [p for name in classes for p in files[name]]
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(_check_image, all_paths))
+    unreadable = [(p, r) for p, r in zip(all_paths, reasons) if r is not None]
+    bad = non_images + unreadable
+    if bad and not skip_bad_images:
+        path, reason = bad[0]
+        more = f" ({len(bad) - 1} more bad file(s) in {directory!r})" if len(bad) > 1 else ""
+        raise DataError(
+            f"{path!r} {reason}{more}. Fix or remove it, or pass --skip-bad-images "
+            "(skip_bad_images=True) to skip such files with a warning."
+        )
+    bad_set = {p for p, _ in unreadable}
+    counts = tuple(sum(1 for p in files[name] if p not in bad_set) for name in classes)
+    for path, reason in bad:
+        warnings.warn(f"Skipping {path!r}: it {reason}.", UserWarning, stacklevel=2)
+    empty = [name for name, count in zip(classes, counts) if count == 0]
+    if empty:
+        raise DataError(
+            f"After skipping unreadable images, class folder(s) {empty} of "
+            f"{directory!r} have no images left."
+        )
+    return ImageFolder(directory, tuple(classes), counts, tuple(bad))
+
+
+def _class_folders(directory, what, class_names):
+    """The sorted class folders of `directory`, after the checks of its top level."""
     if not os.path.isdir(directory):
         raise DataError(
             f"`{what}` must be an existing folder with one sub-folder of images per class. "
@@ -94,7 +120,7 @@ def scan_image_folder(directory, skip_bad_images=False, class_names=None, what="
         )
     entries = sorted(e for e in os.listdir(directory) if not e.startswith("."))
     classes = [e for e in entries if os.path.isdir(os.path.join(directory, e))]
-    loose = [e for e in entries if not os.path.isdir(os.path.join(directory, e))]
+    loose = [e for e in entries if e not in classes]
     loose_images = [e for e in loose if e.lower().endswith(IMAGE_EXTENSIONS)]
     if loose_images:
         raise DataError(
@@ -107,7 +133,7 @@ def scan_image_folder(directory, skip_bad_images=False, class_names=None, what="
             f"Ignoring {len(loose)} file(s) directly in {directory!r} (not in a class "
             f"folder): {', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     if not classes:
         raise DataError(
@@ -124,17 +150,18 @@ def scan_image_folder(directory, skip_bad_images=False, class_names=None, what="
             f"The class folders of `{what}` ({directory!r}) must be the training classes "
             f"{list(class_names)}. Received: {classes}"
         )
+    return classes
 
+
+def _class_files(directory, classes, what):
+    """`({class: [image paths]}, [(non-image path, reason)])`; no class may be empty."""
     files = {name: [] for name in classes}
     non_images = []
     for name in classes:
         for root, dirs, names in os.walk(os.path.join(directory, name)):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for file_name in sorted(names):
-                if file_name.startswith("."):
-                    continue
-                path = os.path.join(root, file_name)
-                if file_name.lower().endswith(IMAGE_EXTENSIONS):
+            for path in (os.path.join(root, n) for n in sorted(names) if not n.startswith(".")):
+                if path.lower().endswith(IMAGE_EXTENSIONS):
                     files[name].append(path)
                 else:
                     non_images.append((path, "is not an image file (expected one of "
@@ -146,32 +173,7 @@ def scan_image_folder(directory, skip_bad_images=False, class_names=None, what="
             f"({', '.join(IMAGE_EXTENSIONS)}). Empty class folder(s) in {directory!r}: "
             f"{', '.join(repr(e) for e in empty)}"
         )
-
-    all_paths = [p for name in classes for p in files[name]]
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(pool.map(_check_image, all_paths))
-    unreadable = [(p, r) for p, r in zip(all_paths, reasons) if r is not None]
-    bad = non_images + unreadable
-    if bad and not skip_bad_images:
-        path, reason = bad[0]
-        more = f" ({len(bad) - 1} more bad file(s) in {directory!r})" if len(bad) > 1 else ""
-        raise DataError(
-            f"{path!r} {reason}{more}. Fix or remove it, or pass --skip-bad-images "
-            "(skip_bad_images=True) to skip such files with a warning."
-        )
-    bad_set = {p for p, _ in unreadable}
-    counts = tuple(sum(1 for p in files[name] if p not in bad_set) for name in classes)
-    if bad:
-        for path, reason in bad:
-            warnings.warn(f"Skipping {path!r}: it {reason}.", UserWarning, stacklevel=2)
-        empty = [name for name, count in zip(classes, counts) if count == 0]
-        if empty:
-            raise DataError(
-                f"After skipping unreadable images, class folder(s) {empty} of "
-                f"{directory!r} have no images left."
-            )
-    return ImageFolder(directory, tuple(classes), counts, tuple(bad))
+    return files, non_images
 
 
 def resolve_data_folders(data, val_data=None):

@@ -7,10 +7,10 @@ import time
 import numpy as np
 
 from mnv3_layers._validation import check_positive_int
-from mnv3_layers.files import write_json_atomic
+from mnv3_layers.files import write_bytes_atomic, write_json_atomic
 from mnv3_layers.training.config import TrainConfig
-from mnv3_layers.training.loop import _size_text, train
-from mnv3_layers.training.run_folder import _read_json, prepare_output_folder
+from mnv3_layers.training.loop import format_report, train
+from mnv3_layers.training.run_folder import prepare_output_folder, read_json
 
 # === Demo ===
 
@@ -32,11 +32,7 @@ def write_shapes_folder(folder, num_images, image_size, seed):
         os.makedirs(os.path.join(folder, name), exist_ok=True)
     for i, (image, label) in enumerate(zip(images, labels)):
         path = os.path.join(folder, SHAPE_NAMES[label], f"{i:05d}.png")
-        content = tf.io.encode_png(np.round(image).astype(np.uint8)).numpy()
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, tf.io.encode_png(np.round(image).astype(np.uint8)).numpy())
     return len(images)
 
 
@@ -73,12 +69,11 @@ def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alph
     Returns:
         The report dict (also `out/report.json`).
     """
+    given = dict(num_images=num_images, image_size=image_size, epochs=epochs, alpha=alpha,
+                 batch_size=batch_size)
     defaults = DEMO_SMOKE if smoke else DEMO_DEFAULTS
-    num_images = defaults["num_images"] if num_images is None else num_images
-    image_size = defaults["image_size"] if image_size is None else image_size
-    epochs = defaults["epochs"] if epochs is None else epochs
-    alpha = defaults["alpha"] if alpha is None else alpha
-    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    settings = {k: defaults[k] if v is None else v for k, v in given.items()}
+    num_images, image_size, epochs, alpha, batch_size = settings.values()
     num_images = check_positive_int("num_images", num_images)
     if num_images < 10:
         raise ValueError(f"`num_images` must be >= 10. Received: num_images={num_images!r}")
@@ -98,11 +93,8 @@ def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alph
         learning_rate=3e-3,
         bn_momentum=0.9,
         dropout_rate=0.1,
-        # Flips only: exact symmetries of every class. Shifts with reflected
-        # borders mirror shapes that touch the border into other shapes, and
-        # in measured runs the flip+shift recipe sat at chance for 3 to all 12
-        # epochs before it learned (the network first has to find shape
-        # features among random colors).
+        # Flips only: exact symmetries of every class (reflected shifts mirror
+        # shapes at the border into other shapes; benchmarks/README.md, "mnv3 demo").
         augment="flip,vflip",
         export=("float", "int8"),
         latency=True,
@@ -116,7 +108,7 @@ def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alph
     if status == "complete" and os.path.isfile(report_path):
         log(f"{out!r} holds a finished demo of this configuration (pass --overwrite to "
             "run it again):")
-        report = _read_json(report_path)
+        report = read_json(report_path)
         log(format_report(report))
         return report
     log(f"writing {num_train} training and {num_val} validation images of "
@@ -138,21 +130,3 @@ def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alph
     log(format_report(report))
     return report
 
-
-def format_report(report):
-    """A few readable lines summarizing a run's metrics or demo report."""
-    lines = [
-        f"validation accuracy (float, Keras): {report['val_accuracy']:.3f}"
-        + (f"  [QAT: {report['qat_val_accuracy']:.3f}]" if "qat_val_accuracy" in report else "")
-    ]
-    for kind, entry in report.get("exports", {}).items():
-        line = f"  {kind:>7}: {os.path.basename(entry['path'])}  {_size_text(entry['bytes'])}"
-        if "accuracy" in entry:
-            line += f"  accuracy {entry['accuracy']:.3f}"
-        if "latency_ms" in entry:
-            line += f"  latency {entry['latency_ms']:.2f} ms (1 thread, batch 1)"
-        lines.append(line)
-    if report.get("plots"):
-        lines.append("  plots: " + ", ".join(os.path.basename(p) for p in report["plots"]))
-    lines.append(f"  total time: {report.get('seconds', float('nan')):.0f} s")
-    return "\n".join(lines)

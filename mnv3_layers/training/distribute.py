@@ -3,7 +3,8 @@
 import json
 import os
 
-from mnv3_layers.training.config import DISTRIBUTIONS, _check_choice
+from mnv3_layers._validation import check_choice
+from mnv3_layers.training.config import DISTRIBUTIONS
 
 # === Distribution ===
 
@@ -28,7 +29,7 @@ def make_strategy(distribution="none", tpu=None):
     import tensorflow as tf
 
     distribution = "none" if distribution is None else distribution
-    _check_choice("distribution", distribution, DISTRIBUTIONS)
+    check_choice("distribution", distribution, DISTRIBUTIONS)
     if distribution == "none":
         return tf.distribute.get_strategy()
     if distribution == "mirrored":

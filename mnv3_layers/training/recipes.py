@@ -4,7 +4,7 @@ import dataclasses
 
 import keras
 
-from mnv3_layers._validation import check_positive_int
+from mnv3_layers._validation import check_choice, check_positive_int
 from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
 from mnv3_layers.training.config import (
     HEAD_LAYERS,
@@ -15,8 +15,6 @@ from mnv3_layers.training.config import (
     PAPER_L2,
     PAPER_NUM_DECAYS,
     RECIPES,
-    VARIANTS,
-    _check_choice,
 )
 
 # === Recipes ===
@@ -94,7 +92,7 @@ def get_recipe(name, global_batch_size, total_steps, pretrained, learning_rate=N
     >>> recipe.optimizer, recipe.learning_rate, recipe.ema_momentum, recipe.l2
     ('rmsprop', 0.00625, 0.998, 1e-05)
     """
-    _check_choice("recipe", name, RECIPES)
+    check_choice("recipe", name, RECIPES)
     check_positive_int("global_batch_size", global_batch_size)
     check_positive_int("total_steps", total_steps)
     if name == "paper":

@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 
@@ -21,12 +20,23 @@ from mnv3_layers.training.config import (
     OutputFolderError,
 )
 
-# === JSON files (written atomically with mnv3_layers.files) ===
+# === Files (written atomically with mnv3_layers.files) ===
 
 
-def _read_json(path):
+def read_json(path):
+    """The content of a JSON file the run wrote (`config.json`, `metrics.json`, ...)."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def _remove(folder, names):
+    """Removes the files and folders `names` of `folder` that exist."""
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
 
 
 # === Output folder ===
@@ -80,58 +90,53 @@ def prepare_output_folder(config, overwrite=False, extra_owned=(), write=True):
     status = "new"
     if entries and overwrite:
         if write:
-            for name in tuple(OWNED_NAMES) + tuple(extra_owned):
-                path = os.path.join(out, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                elif os.path.lexists(path):
-                    os.remove(path)
+            _remove(out, tuple(OWNED_NAMES) + tuple(extra_owned))
     elif entries:
-        stored = None
-        if os.path.isfile(config_path):
-            try:
-                stored = _read_json(config_path)
-            except (OSError, ValueError):
-                stored = None
-        has_results = any(
-            os.path.exists(os.path.join(out, name))
-            for name in ("metrics.json", "model.keras", os.path.join(CHECKPOINT_DIR, STATE_FILE))
-        )
-        if stored == current:
-            status = "complete" if os.path.isfile(os.path.join(out, "metrics.json")) else "resume"
-        elif stored is not None and not has_results:
-            # A run that stopped before its first checkpoint (e.g. a download
-            # error): nothing to lose, the new configuration replaces it.
-            if write:
-                for name in ("labels.json", LOG_DIR, CHECKPOINT_DIR):
-                    path = os.path.join(out, name)
-                    if os.path.isdir(path):
-                        shutil.rmtree(path)
-                    elif os.path.exists(path):
-                        os.remove(path)
-                write_json_atomic(config_path, current)
-            status = "resume"
-        elif stored is None:
-            foreign = [e for e in entries if e not in tuple(extra_owned)]
-            raise OutputFolderError(
-                f"The output folder {out!r} is not empty and holds no run configuration "
-                f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). "
-                "Nothing was changed. Pass --overwrite (overwrite=True) to write into "
-                "it anyway, or choose another --out."
-            )
-        else:
-            differences = _config_differences(stored, current)
-            raise OutputFolderError(
-                f"The output folder {out!r} holds a run with a different configuration "
-                f"({'; '.join(differences)}). Nothing was changed. Pass --overwrite "
-                "(overwrite=True) to replace that run, or choose another --out."
-            )
+        status = _reuse_status(out, entries, current, extra_owned, write)
     if write:
         os.makedirs(out, exist_ok=True)
         if status == "new":
             write_json_atomic(config_path, current)
     return status
 
+
+def _stored_config(config_path):
+    try:
+        return read_json(config_path)
+    except (OSError, ValueError):
+        return None
+
+
+def _reuse_status(out, entries, current, extra_owned, write):
+    """`"resume"` or `"complete"` for a non-empty `out`; raises if it holds something else."""
+    config_path = os.path.join(out, CONFIG_FILE)
+    stored = _stored_config(config_path) if os.path.isfile(config_path) else None
+    if stored == current:
+        return "complete" if os.path.isfile(os.path.join(out, "metrics.json")) else "resume"
+    has_results = any(
+        os.path.exists(os.path.join(out, name))
+        for name in ("metrics.json", "model.keras", os.path.join(CHECKPOINT_DIR, STATE_FILE))
+    )
+    if stored is not None and not has_results:
+        # A run that stopped before its first checkpoint (e.g. a download
+        # error): nothing to lose, the new configuration replaces it.
+        if write:
+            _remove(out, ("labels.json", LOG_DIR, CHECKPOINT_DIR))
+            write_json_atomic(config_path, current)
+        return "resume"
+    if stored is None:
+        foreign = [e for e in entries if e not in tuple(extra_owned)]
+        raise OutputFolderError(
+            f"The output folder {out!r} is not empty and holds no run configuration "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). "
+            "Nothing was changed. Pass --overwrite (overwrite=True) to write into "
+            "it anyway, or choose another --out."
+        )
+    raise OutputFolderError(
+        f"The output folder {out!r} holds a run with a different configuration "
+        f"({'; '.join(_config_differences(stored, current))}). Nothing was changed. Pass "
+        "--overwrite (overwrite=True) to replace that run, or choose another --out."
+    )
 
 
 # === Checkpoints ===
@@ -148,7 +153,7 @@ def read_checkpoint_state(out):
     path = os.path.join(out, CHECKPOINT_DIR, STATE_FILE)
     if not os.path.isfile(path):
         return None
-    state = _read_json(path)
+    state = read_json(path)
     weights = os.path.join(out, CHECKPOINT_DIR, state["weights"])
     if not os.path.isfile(weights):
         return None
@@ -192,7 +197,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 os.remove(os.path.join(self.directory, old))
 
 
-def _truncate_csv_log(path, epoch):
+def truncate_csv_log(path, epoch):
     """Keeps the rows of epochs < `epoch` (a resumed run rewrites the later ones)."""
     if not os.path.isfile(path):
         return
@@ -200,15 +205,13 @@ def _truncate_csv_log(path, epoch):
         rows = list(csv.reader(f))
     if not rows:
         return
-    header, body = rows[0], rows[1:]
-    kept = [r for r in body if r and r[0].isdigit() and int(r[0]) < epoch]
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(kept)
-    os.replace(tmp, path)
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epoch]
+
+    def write(temp):
+        with open(temp, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(kept)
+
+    atomic_write(path, write)
 
 
 def read_training_log(path):
@@ -272,10 +275,9 @@ def plot_training_curves(csv_path, out_dir):
         axes.legend()
         figure.tight_layout()
         path = os.path.join(out_dir, f"training_curves_{metric}.png")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=out_dir)
-        os.close(fd)
-        figure.savefig(tmp, dpi=100)
-        plt.close(figure)
-        os.replace(tmp, path)
+        try:
+            atomic_write(path, lambda temp: figure.savefig(temp, dpi=100))
+        finally:
+            plt.close(figure)
         written.append(path)
     return written
