@@ -35,6 +35,7 @@ from mnv3_layers._validation import check_bool
 from mnv3_layers.files import write_bytes_atomic
 from mnv3_layers.latency import check_input_shape
 from mnv3_layers.latency.tflite import frozen_converter, quiet_conversion
+from mnv3_layers.quantization import _graph
 
 QUANTIZATION_MODES = (None, "dynamic", "int8")
 
@@ -85,11 +86,6 @@ def check_output_path(path, suffix=".tflite"):
     return path
 
 
-def write_atomically(path, content):
-    """Writes `content` (bytes) to `path` via a temporary file and `os.replace`."""
-    return write_bytes_atomic(path, content)
-
-
 # === Models ===
 
 
@@ -112,22 +108,6 @@ def model_kind(model):
     )
 
 
-def _all_layers(model):
-    """Every layer of `model`, nested models and wrapped layers included."""
-    seen = set()
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        yield layer
-        stack.extend(getattr(layer, "layers", None) or [])
-        inner = getattr(layer, "layer", None)
-        if inner is not None and not isinstance(inner, (list, tuple)):
-            stack.append(inner)
-
-
 def _is_tfmot_layer(layer):
     names = {cls.__name__ for cls in type(layer).__mro__}
     return bool(names & {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
@@ -146,7 +126,7 @@ def qat_state(model, kind=None):
         from mnv3_layers.quantization import keras_engine
 
         quant_layers = [
-            layer for layer in _all_layers(model) if keras_engine.is_qat_layer(layer)
+            layer for layer in _graph.all_layers(model) if keras_engine.is_qat_layer(layer)
         ]
         if not quant_layers:
             return None
@@ -154,7 +134,7 @@ def qat_state(model, kind=None):
             {layer.name for layer in quant_layers if not keras_engine.ranges_initialized(layer)}
         )
         return {"engine": "keras", "untrained": untrained}
-    quant_layers = [layer for layer in _all_layers(model) if _is_tfmot_layer(layer)]
+    quant_layers = [layer for layer in _graph.all_layers(model) if _is_tfmot_layer(layer)]
     if not quant_layers:
         return None
     # A quantizer with an `*_initialized` flag (this package's tfmot engine)
@@ -589,4 +569,4 @@ def export_tflite(
         int8_io=int8_io,
         input_shape=input_shape,
     )
-    return write_atomically(path, content)
+    return write_bytes_atomic(path, content)

@@ -265,76 +265,10 @@ def inspect_tflite(path):
         interpreter = _interpreter(model_content=obj, delegate=False)
         size = len(obj)
         description = "(flatbuffer bytes)"
-
-    tensors = {}
-    for detail in interpreter.get_tensor_details():
-        tensors[detail["index"]] = detail
-    ops = interpreter._get_ops_details()  # The only op listing LiteRT exposes.
-    input_ids = {d["index"] for d in interpreter.get_input_details()}
-    output_ids = {d["index"] for d in interpreter.get_output_details()}
-
-    def dtype_of(index):
-        return _dtype_name(tensors[index]["dtype"]) if index in tensors else None
-
-    def is_constant(index):
-        # Constants have data in the flatbuffer; activations are produced by ops
-        # or are graph inputs.
-        return index not in produced and index not in input_ids
-
-    produced = {}
-    consumers = collections.defaultdict(list)
-    for op in ops:
-        for index in op["outputs"]:
-            produced[int(index)] = op
-        for index in op["inputs"]:
-            if index >= 0:
-                consumers[int(index)].append(op)
-
-    histogram = collections.Counter(op["op_name"] for op in ops)
-    float_ops, stray, pairs, requantize, weights = [], [], [], [], []
-    for op in ops:
-        name, label = op["op_name"], f"{op['op_name']}#{op['index']}"
-        in_ids = [int(i) for i in op["inputs"] if i >= 0]
-        out_ids = [int(i) for i in op["outputs"] if i >= 0]
-        if name in QUANTIZE_OPS:
-            src, dst = dtype_of(in_ids[0]), dtype_of(out_ids[0])
-            if src not in _FLOAT_DTYPES and dst not in _FLOAT_DTYPES:
-                requantize.append(label)
-                continue
-            at_boundary = (
-                (name == "QUANTIZE" and in_ids[0] in input_ids)
-                or (name == "DEQUANTIZE" and out_ids[0] in output_ids)
-            )
-            if not at_boundary:
-                stray.append(label)
-            for consumer in consumers.get(out_ids[0], []):
-                if consumer["op_name"] in QUANTIZE_OPS and consumer["op_name"] != name:
-                    pairs.append((label, f"{consumer['op_name']}#{consumer['index']}"))
-            continue
-        # A float bias or weight constant also makes the op a float op.
-        if any(dtype_of(i) in _FLOAT_DTYPES for i in in_ids + out_ids):
-            float_ops.append(label)
-        if name in WEIGHT_OPS and len(in_ids) > 1 and is_constant(in_ids[1]):
-            detail = tensors[in_ids[1]]
-            params = detail["quantization_parameters"]
-            scales = np.asarray(params["scales"])
-            zero_points = np.asarray(params["zero_points"])
-            dim = int(params["quantized_dimension"]) if scales.size > 1 else (
-                3 if name == "DEPTHWISE_CONV_2D" else 0
-            )
-            weights.append({
-                "op": name,
-                "index": int(op["index"]),
-                "tensor": detail["name"],
-                "dtype": _dtype_name(detail["dtype"]),
-                "shape": tuple(int(d) for d in detail["shape"]),
-                "channels": int(detail["shape"][dim]) if len(detail["shape"]) else 1,
-                "num_scales": int(scales.size),
-                "zero_points_all_zero": bool(np.all(zero_points == 0)),
-                "zero_channels": _zero_channels(interpreter, detail, dim),
-            })
-
-    dtypes = collections.Counter(_dtype_name(d["dtype"]) for d in tensors.values())
+    graph = _OpGraph(interpreter)
+    found = graph.scan()
+    dtypes = collections.Counter(_dtype_name(d["dtype"]) for d in graph.tensors.values())
+    histogram = collections.Counter(op["op_name"] for op in graph.ops)
     return TFLiteReport(
         source=description,
         size_bytes=int(size),
@@ -342,13 +276,92 @@ def inspect_tflite(path):
         tensor_dtypes=dict(sorted(dtypes.items())),
         inputs=tuple(_tensor_summary(d) for d in interpreter.get_input_details()),
         outputs=tuple(_tensor_summary(d) for d in interpreter.get_output_details()),
-        weights=tuple(weights),
-        float_ops=tuple(float_ops),
-        stray_quantize_ops=tuple(stray),
-        stray_quantize_pairs=tuple(pairs),
-        requantize_ops=tuple(requantize),
-        ops=tuple(op["op_name"] for op in ops),
+        **{key: tuple(value) for key, value in found.items()},
+        ops=tuple(op["op_name"] for op in graph.ops),
     )
+
+
+class _OpGraph:
+    """The ops and tensors of a TFLite interpreter, with producers and consumers."""
+
+    def __init__(self, interpreter):
+        self.interpreter = interpreter
+        self.tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+        self.ops = interpreter._get_ops_details()  # The only op listing LiteRT exposes.
+        self.input_ids = {d["index"] for d in interpreter.get_input_details()}
+        self.output_ids = {d["index"] for d in interpreter.get_output_details()}
+        self.produced = {}
+        self.consumers = collections.defaultdict(list)
+        for op in self.ops:
+            for index in op["outputs"]:
+                self.produced[int(index)] = op
+            for index in op["inputs"]:
+                if index >= 0:
+                    self.consumers[int(index)].append(op)
+
+    def dtype_of(self, index):
+        return _dtype_name(self.tensors[index]["dtype"]) if index in self.tensors else None
+
+    def is_constant(self, index):
+        # Constants have data in the flatbuffer; activations are produced by
+        # ops or are graph inputs.
+        return index not in self.produced and index not in self.input_ids
+
+    def scan(self):
+        """The report's op lists: float ops, stray (de)quantize ops, weights."""
+        found = {key: [] for key in ("weights", "float_ops", "stray_quantize_ops",
+                                     "stray_quantize_pairs", "requantize_ops")}
+        for op in self.ops:
+            name = op["op_name"]
+            in_ids = [int(i) for i in op["inputs"] if i >= 0]
+            out_ids = [int(i) for i in op["outputs"] if i >= 0]
+            if name in QUANTIZE_OPS:
+                self.quantize_op(op, in_ids, out_ids, found)
+                continue
+            # A float bias or weight constant also makes the op a float op.
+            if any(self.dtype_of(i) in _FLOAT_DTYPES for i in in_ids + out_ids):
+                found["float_ops"].append(f"{name}#{op['index']}")
+            if name in WEIGHT_OPS and len(in_ids) > 1 and self.is_constant(in_ids[1]):
+                found["weights"].append(self.weight_entry(op, self.tensors[in_ids[1]]))
+        return found
+
+    def quantize_op(self, op, in_ids, out_ids, found):
+        name, label = op["op_name"], f"{op['op_name']}#{op['index']}"
+        src, dst = self.dtype_of(in_ids[0]), self.dtype_of(out_ids[0])
+        if src not in _FLOAT_DTYPES and dst not in _FLOAT_DTYPES:
+            found["requantize_ops"].append(label)
+            return
+        at_boundary = (
+            (name == "QUANTIZE" and in_ids[0] in self.input_ids)
+            or (name == "DEQUANTIZE" and out_ids[0] in self.output_ids)
+        )
+        if not at_boundary:
+            found["stray_quantize_ops"].append(label)
+        for consumer in self.consumers.get(out_ids[0], []):
+            if consumer["op_name"] in QUANTIZE_OPS and consumer["op_name"] != name:
+                found["stray_quantize_pairs"].append(
+                    (label, f"{consumer['op_name']}#{consumer['index']}")
+                )
+
+    def weight_entry(self, op, detail):
+        name = op["op_name"]
+        params = detail["quantization_parameters"]
+        scales = np.asarray(params["scales"])
+        zero_points = np.asarray(params["zero_points"])
+        dim = int(params["quantized_dimension"]) if scales.size > 1 else (
+            3 if name == "DEPTHWISE_CONV_2D" else 0
+        )
+        return {
+            "op": name,
+            "index": int(op["index"]),
+            "tensor": detail["name"],
+            "dtype": _dtype_name(detail["dtype"]),
+            "shape": tuple(int(d) for d in detail["shape"]),
+            "channels": int(detail["shape"][dim]) if len(detail["shape"]) else 1,
+            "num_scales": int(scales.size),
+            "zero_points_all_zero": bool(np.all(zero_points == 0)),
+            "zero_channels": _zero_channels(self.interpreter, detail, dim),
+        }
 
 
 def _iterate_batches(images, labels, batch_size):
@@ -458,74 +471,10 @@ def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1, kern
     num_threads = check_positive_int("num_threads", num_threads)
     if kernels not in KERNELS:
         raise ValueError(f"`kernels` must be one of {KERNELS}. Received: kernels={kernels!r}")
-    delegate = kernels == "xnnpack"
-    kind, obj, description = _load(path)
-    if kind == "tflite_path":
-        interpreter = _interpreter(model_path=obj, num_threads=num_threads, delegate=delegate)
-    else:
-        interpreter = _interpreter(model_content=obj, num_threads=num_threads,
-                                   delegate=delegate)
-    input_details = interpreter.get_input_details()
-    output_details = interpreter.get_output_details()
-    if len(input_details) != 1 or len(output_details) != 1:
-        raise ValueError(
-            f"`evaluate_tflite` runs single-input, single-output models; {description} "
-            f"has {len(input_details)} inputs and {len(output_details)} outputs."
-        )
-    input_detail, output_detail = input_details[0], output_details[0]
-    in_dtype = np.dtype(input_detail["dtype"])
-    in_scale, in_zero = _quant(input_detail)
-    out_scale, out_zero = _quant(output_detail)
-    current_shape = tuple(int(d) for d in input_detail["shape"])
-    signature = tuple(int(d) for d in input_detail.get("shape_signature", current_shape))
-    # A file exported at a fixed batch size (export_tflite writes batch 1) is
-    # run one fixed-size chunk at a time; a dynamic batch is resized.
-    fixed_batch = current_shape[0] if signature and signature[0] > 0 else None
-    allocated = None
-
-    def run(chunk):
-        nonlocal allocated
-        if allocated != chunk.shape:
-            if chunk.shape != current_shape or allocated is not None:
-                interpreter.resize_tensor_input(
-                    input_detail["index"], list(chunk.shape), strict=True
-                )
-            interpreter.allocate_tensors()
-            allocated = chunk.shape
-        if np.issubdtype(in_dtype, np.integer):
-            info = np.iinfo(in_dtype)
-            q = np.rint(chunk.astype(np.float64) / in_scale + in_zero) if in_scale > 0 else chunk
-            feed = np.clip(q, info.min, info.max).astype(in_dtype)
-        else:
-            feed = chunk.astype(in_dtype)
-        interpreter.set_tensor(input_detail["index"], feed)
-        interpreter.invoke()
-        out = interpreter.get_tensor(output_detail["index"])
-        if np.issubdtype(out.dtype, np.integer) and out_scale > 0:
-            out = (out.astype(np.float32) - out_zero) * out_scale
-        return np.asarray(out, dtype=np.float32).copy()
-
+    runner = _Runner(path, num_threads, delegate=kernels == "xnnpack")
     predictions, all_labels, have_labels = [], [], True
     for x, y in _iterate_batches(images, labels, batch_size):
-        if x.ndim == len(current_shape) - 1:
-            x = x[None]
-        if tuple(x.shape[1:]) != current_shape[1:] and not any(
-            d < 0 for d in signature[1:]
-        ):
-            raise ValueError(
-                "`images` must have shape (num_images, "
-                f"{', '.join(map(str, current_shape[1:]))}) for {description}. "
-                f"Received: a batch of shape {tuple(x.shape)}"
-            )
-        step = fixed_batch or x.shape[0]
-        for start in range(0, x.shape[0], step):
-            chunk = x[start:start + step]
-            if fixed_batch and chunk.shape[0] != fixed_batch:
-                raise ValueError(
-                    f"{description} has a fixed batch size of {fixed_batch}; the number "
-                    f"of images must be a multiple of it. Received: {x.shape[0]} images"
-                )
-            predictions.append(run(chunk))
+        predictions.extend(runner.predict(x))
         if y is None:
             have_labels = False
         else:
@@ -539,3 +488,78 @@ def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1, kern
     accuracy = float(np.mean(np.argmax(predictions.reshape(len(predictions), -1), -1)
                              == class_ids))
     return predictions, accuracy
+
+
+class _Runner:
+    """Runs a single-input, single-output TFLite model on float batches."""
+
+    def __init__(self, path, num_threads, delegate):
+        kind, obj, self.description = _load(path)
+        if kind == "tflite_path":
+            self.interpreter = _interpreter(model_path=obj, num_threads=num_threads,
+                                            delegate=delegate)
+        else:
+            self.interpreter = _interpreter(model_content=obj, num_threads=num_threads,
+                                            delegate=delegate)
+        input_details = self.interpreter.get_input_details()
+        output_details = self.interpreter.get_output_details()
+        if len(input_details) != 1 or len(output_details) != 1:
+            raise ValueError(
+                f"`evaluate_tflite` runs single-input, single-output models; "
+                f"{self.description} has {len(input_details)} inputs and "
+                f"{len(output_details)} outputs."
+            )
+        self.input, self.output = input_details[0], output_details[0]
+        self.in_dtype = np.dtype(self.input["dtype"])
+        self.in_scale, self.in_zero = _quant(self.input)
+        self.out_scale, self.out_zero = _quant(self.output)
+        self.shape = tuple(int(d) for d in self.input["shape"])
+        self.signature = tuple(int(d) for d in self.input.get("shape_signature", self.shape))
+        # A file exported at a fixed batch size (export_tflite writes batch 1)
+        # is run one fixed-size chunk at a time; a dynamic batch is resized.
+        self.fixed_batch = self.shape[0] if self.signature and self.signature[0] > 0 else None
+        self.allocated = None
+
+    def predict(self, x):
+        """The float predictions of batch `x`, as a list of chunks."""
+        if x.ndim == len(self.shape) - 1:
+            x = x[None]
+        if tuple(x.shape[1:]) != self.shape[1:] and not any(d < 0 for d in self.signature[1:]):
+            raise ValueError(
+                "`images` must have shape (num_images, "
+                f"{', '.join(map(str, self.shape[1:]))}) for {self.description}. "
+                f"Received: a batch of shape {tuple(x.shape)}"
+            )
+        step = self.fixed_batch or x.shape[0]
+        chunks = []
+        for start in range(0, x.shape[0], step):
+            chunk = x[start:start + step]
+            if self.fixed_batch and chunk.shape[0] != self.fixed_batch:
+                raise ValueError(
+                    f"{self.description} has a fixed batch size of {self.fixed_batch}; the "
+                    f"number of images must be a multiple of it. Received: {x.shape[0]} images"
+                )
+            chunks.append(self.run(chunk))
+        return chunks
+
+    def run(self, chunk):
+        interpreter = self.interpreter
+        if self.allocated != chunk.shape:
+            if chunk.shape != self.shape or self.allocated is not None:
+                interpreter.resize_tensor_input(self.input["index"], list(chunk.shape),
+                                                strict=True)
+            interpreter.allocate_tensors()
+            self.allocated = chunk.shape
+        if np.issubdtype(self.in_dtype, np.integer):
+            info = np.iinfo(self.in_dtype)
+            q = (np.rint(chunk.astype(np.float64) / self.in_scale + self.in_zero)
+                 if self.in_scale > 0 else chunk)
+            feed = np.clip(q, info.min, info.max).astype(self.in_dtype)
+        else:
+            feed = chunk.astype(self.in_dtype)
+        interpreter.set_tensor(self.input["index"], feed)
+        interpreter.invoke()
+        out = interpreter.get_tensor(self.output["index"])
+        if np.issubdtype(out.dtype, np.integer) and self.out_scale > 0:
+            out = (out.astype(np.float32) - self.out_zero) * self.out_scale
+        return np.asarray(out, dtype=np.float32).copy()
