@@ -12,38 +12,18 @@ from mnv3_layers._validation import check_positive_int, check_positive_number
 class LatencyCallback(keras.callbacks.Callback):
     """Measures the model's inference latency during training and logs it.
 
-    At the end of every `every_n_epochs`-th epoch (1-based: with
-    `every_n_epochs=2`, after epochs 2, 4, ...; the convention of `fit`'s
-    `validation_freq`), it measures `self.model` with
-    `mnv3_layers.latency.measure_latency` at batch size 1 in inference mode
-    (`training=False`) and writes the median in milliseconds into the epoch's
-    `logs[log_key]`, so the value reaches the progress bar, `History`,
-    `CSVLogger` and `TensorBoard` (as `epoch_latency_ms`).
+    At the end of every `every_n_epochs`-th epoch (1-based, like `fit`'s
+    `validation_freq`) it measures `self.model` with
+    `mnv3_layers.latency.measure_latency` (batch 1, `training=False`) and
+    writes the median in milliseconds into `logs[log_key]`, so History, the
+    progress bar, `CSVLogger` and `TensorBoard` see it. Other epochs get
+    `nan` ("not measured"), so every epoch has the key. Put it before
+    `CSVLogger` or `TensorBoard` in the callback list.
 
-    Epochs without a measurement get `logs[log_key] = nan`, so every epoch
-    has the key: `History.history[log_key]` stays aligned with the epochs,
-    and `CSVLogger` (which fixes its columns at the first epoch's end) has the
-    column even when the first epoch is not measured. `nan` means "not
-    measured"; it is never a stale earlier value.
-
-    Order matters: Keras passes one `logs` dict to the callbacks in list
-    order, so put `LatencyCallback` before `CSVLogger`, `TensorBoard` or any
-    callback that should see the value (`History` and the progress bar are
-    added by `fit` after the user's callbacks and always see it).
-
-    The measurement does not change the model: it only runs forward passes
-    with `training=False` (no weight, batch-norm statistic, optimizer or
-    metric update). With `runtime="keras"` (TensorFlow backend) it traces
-    its own `tf.function` once per model and reuses it in later epochs (the
-    traced function reads the current weights), leaving the model's
-    `predict_function` and `train_function` untouched. With
-    `runtime="tflite"` the model is converted to float TFLite at each
-    measurement, which takes seconds for a MobileNetV3: use a larger
-    `every_n_epochs` there.
-
-    Its cost per measured epoch is about `(warmup + runs)` forward passes
-    at batch 1 (plus a one-off trace, or a conversion each time for
-    `"tflite"`); see `benchmarks/bench_latency_callback.py`.
+    The model is not changed (forward passes only). `runtime="keras"` traces
+    one `tf.function` per model and reuses it; `runtime="tflite"` converts
+    the model at each measurement (seconds): use a larger `every_n_epochs`.
+    Its cost: `benchmarks/README.md` (`bench_latency_callback.py`).
 
     Args:
         runtime: `"keras"` or `"tflite"`; see `measure_latency`. Defaults to
@@ -51,14 +31,10 @@ class LatencyCallback(keras.callbacks.Callback):
         every_n_epochs: measure after every n-th epoch, >= 1. Defaults to `1`.
         input_shape: input shape without the batch dimension; needed only when
             the model's input shape has unknown dimensions. Defaults to `None`.
-        num_threads: CPU threads; see `measure_latency` (for `"keras"` on
-            TensorFlow it cannot change the thread pools once training has
-            started, so it is reported, not applied, unless they already
-            match). Defaults to `1`.
+        num_threads: CPU threads; see `measure_latency` (TensorFlow's pools
+            cannot change once training has started). Defaults to `1`.
         warmup: untimed runs before each measurement, >= 0. Defaults to `2`.
-        runs: timed runs per measurement, >= 1. Defaults to `10` (keeps the
-            cost near 1-2 % of a small fine-tuning epoch; raise it for steadier
-            numbers).
+        runs: timed runs per measurement, >= 1. Defaults to `10`.
         target_ms: if set, a `UserWarning` is issued whenever the measured
             median exceeds it; must be > 0. Defaults to `None`.
         log_key: key written into `logs`. Defaults to `"latency_ms"`.
@@ -72,8 +48,7 @@ class LatencyCallback(keras.callbacks.Callback):
 
     >>> from mnv3_layers.callbacks import LatencyCallback
     >>> callback = LatencyCallback(every_n_epochs=2, runs=10, target_ms=15.0)
-    >>> model.fit(x, y, epochs=4, callbacks=[callback,  # doctest: +SKIP
-    ...           keras.callbacks.CSVLogger("log.csv")])
+    >>> model.fit(x, y, epochs=4, callbacks=[callback])  # doctest: +SKIP
     >>> model.history.history["latency_ms"]  # doctest: +SKIP
     [nan, 3.1, nan, 3.0]
     """
@@ -118,28 +93,14 @@ class LatencyCallback(keras.callbacks.Callback):
 
     def measure(self):
         """Measures `self.model` now and returns the `LatencyReport`."""
-        if self.runtime == "keras":
-            # Trace once per model; the traced function reads the live weights.
-            if self._runner is None or self._runner_model is not self.model:
-                self._runner = latency_lib.prepare(
-                    self.model,
-                    input_shape=self.input_shape,
-                    runtime="keras",
-                    num_threads=self.num_threads,
-                    batch_size=1,
-                    seed=self.seed,
-                )
-                self._runner_model = self.model
-            runner = self._runner
-        else:
-            runner = latency_lib.prepare(
-                self.model,
-                input_shape=self.input_shape,
-                runtime="tflite",
-                num_threads=self.num_threads,
-                batch_size=1,
-                seed=self.seed,
-            )
+        if self.runtime == "keras" and self._runner_model is self.model:
+            return self._runner.measure(self.warmup, self.runs)  # Reads the live weights.
+        runner = latency_lib.prepare(
+            self.model, input_shape=self.input_shape, runtime=self.runtime,
+            num_threads=self.num_threads, batch_size=1, seed=self.seed,
+        )
+        if self.runtime == "keras":  # Traced once per model.
+            self._runner, self._runner_model = runner, self.model
         return runner.measure(self.warmup, self.runs)
 
     def on_epoch_end(self, epoch, logs=None):

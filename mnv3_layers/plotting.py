@@ -7,11 +7,11 @@ model, and single models (e.g. the result of `mnv3_layers.search`) are
 stars.
 """
 
-import contextlib
 import math
 import numbers
 import os
-import tempfile
+
+from mnv3_layers import files
 
 PLOT_INSTALL_HINT = 'pip install "mnv3-layers[plot]"'
 KINDS = ("line", "points")
@@ -102,8 +102,7 @@ def plot_latency_accuracy(
             points in latency order (a width-multiplier sweep); `"points"`
             draws stars (single models, e.g. searched ones). An annotation
             (e.g. `"0.75"` for alpha) is written next to its point.
-        path: output `.png` file; written atomically (temporary file in the
-            same folder, then `os.replace`).
+        path: output `.png` file, written atomically (`files.atomic_write`).
         title: figure title. Defaults to `"Accuracy vs latency"`.
         xlabel: x-axis label. Defaults to `"Latency (ms)"`.
         ylabel: y-axis label, e.g. say how accuracy was obtained.
@@ -161,17 +160,8 @@ def plot_latency_accuracy(
             figure.tight_layout(rect=(0, 0.06, 1, 1))
         else:
             figure.tight_layout()
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-        os.close(fd)
-        try:
-            figure.savefig(tmp, dpi=dpi, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+        files.atomic_write(
+            path, lambda temp: figure.savefig(temp, dpi=dpi, format="png"), makedirs=True)
     finally:
         pyplot.close(figure)
     return path
