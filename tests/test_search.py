@@ -400,4 +400,3 @@ def test_latency_search_example_smoke(tmp_path):
     for name in ("architecture.json", "model.keras", "search_log.jsonl", "state.json",
                  "latency_table.json", "report.json"):
         assert (tmp_path / name).is_file(), name
-
