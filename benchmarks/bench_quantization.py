@@ -26,25 +26,10 @@ batch-norm statistics set from generated shapes images, see
    (same calibration images) is timed against the same reference: it
    separates what the QAT ranges change from what our graph changes.
 
-It also prints, per int8 file, the weight tensors whose channels were
-quantized to all zeros (`inspect_tflite(...).zeroed_weights`): with random
-weights and the initial batch-norm statistics (`--bn-calibration 0`),
-keras.applications' post-training int8 loses the SE gate convolutions of
-the late blocks that way (their squeezed inputs are tiny next to the gate's
-+3 bias), which also makes its file smaller (identical all-zero buffers are
-stored once) and a little faster. Post-training calibration and the QAT
-steps use generated shapes images (`mnv3_layers.datasets`).
-
-It also prints the int8 vs float latency of our own model, the op
-histograms of the int8 exports (ours, keras.applications PTQ and, when the
-tfmot engine is available, the tfmot export) and whether they are fully
-int8. On the x86 CPUs measured so far (AVX2, AVX512-VNNI) the default int8
-files ran slower than the float one. The reason, measured on the AVX512-VNNI
-machine: LiteRT's XNNPACK delegate does not take int8 HARD_SWISH, so the
-int8 Large runs as 22 XNNPACK partitions (the float one as one) with its
-21 HARD_SWISH ops on TFLite's scalar kernel, about 4 ns per element, some
-6 ms of its 10 ms. The `hard_swish="elementwise"` export is one partition
-and ran faster than float. Each ratio is reported as measured, not tuned.
+It also prints, per int8 file, the weight tensors quantized to all zeros,
+the int8 vs float latency of our own model, the op histograms of the int8
+exports and whether they are fully int8. What was measured, and why the
+default int8 file can run slower than float on x86: `benchmarks/README.md`.
 
 Wall-clock numbers alone are meaningless on a shared machine; the ratios are
 measured side by side. The summary says PASS or OVER TARGET as measured.

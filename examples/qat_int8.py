@@ -15,33 +15,8 @@ size and single-thread batch-1 latency (`mnv3_layers.latency.measure_latency`)
 plus the int8 file's op histogram. Writes `model_float.tflite`,
 `model_int8.tflite` and `report.json` into `--output`.
 
-The defaults (3200 training images, 20 float epochs, MobileNetV3-Small 0.5
-at 64x64) train the float model to about 0.99 validation accuracy, in about
-4.5 minutes per engine on 2 CPU cores. How closely the int8 file follows the
-QAT model depends on how well trained the model is: a weak model has many
-images near a tie between classes, where a rounding difference of one step
-flips the prediction (with 1600 images and 10 epochs, 0.88 validation
-accuracy, the agreement was 0.990 with the Keras engine and 0.983 with tfmot;
-with the defaults, 1.000 and 0.999 on 800 images).
-
-Latency is measured on this machine. On the x86 CPUs measured so far (AVX2,
-and AVX512-VNNI) the default int8 file ran *slower* than the float one. The
-reason, measured on the AVX512-VNNI machine: LiteRT's XNNPACK delegate does
-not take int8 HARD_SWISH, so every int8 hard-swish runs on TFLite's own
-scalar kernel (about 4 ns per element) between XNNPACK partitions (the float
-model is one partition). int8 pays off in file size everywhere. The table
-shows what was measured.
-
-`--hard-swish elementwise` (`quantize_model(..., hard_swish="elementwise")`)
-writes each hard-swish as int8 ADD/MUL/MUL ops, which XNNPACK does run: the
-int8 file is then one XNNPACK partition and, on the x86 CPU measured, faster
-than the float one. With this example's defaults on an AVX512-VNNI x86
-machine: int8 0.08 ms against 0.27 ms for the default int8 file and 0.14 ms
-for the float one, with the same accuracy (0.999 Keras engine, 0.991 tfmot;
-QAT vs int8 agreement 1.000 and 0.998). MobileNetV3-Large at 224x224: 0.61x
-the float latency, 0.38x the default int8 file's
-(`benchmarks/bench_quantization.py`). The default keeps one HARD_SWISH op
-per hard-swish, the graph phone runtimes and accelerators expect.
+Measured accuracy, agreement and latency: `benchmarks/README.md`
+("`examples/qat_int8.py`").
 """
 
 import argparse
