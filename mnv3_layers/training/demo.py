@@ -40,17 +40,29 @@ DEMO_DEFAULTS = dict(num_images=2000, image_size=64, epochs=12, alpha=1.0, batch
 DEMO_SMOKE = dict(num_images=40, image_size=32, epochs=1, alpha=0.35, batch_size=16)
 
 
+def _demo_config(out, alpha, image_size, epochs, batch_size, seed, smoke):
+    return TrainConfig(
+        data=os.path.join(out, "data", "train"), val_data=os.path.join(out, "data", "val"),
+        out=out, variant="small", alpha=alpha, image_size=image_size, epochs=epochs,
+        batch_size=batch_size, recipe="default", learning_rate=3e-3, bn_momentum=0.9,
+        dropout_rate=0.1,
+        # Flips only: exact symmetries of every class (reflected shifts mirror
+        # shapes at the border into other shapes; benchmarks/README.md, "mnv3 demo").
+        augment="flip,vflip", export=("float", "int8"), latency=True, seed=seed,
+        # A smoke run is a handful of steps: eager steps cost less than a trace.
+        run_eagerly=bool(smoke),
+    )
+
+
 def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alpha=None,
              batch_size=None, seed=0, smoke=False, overwrite=False, log=print):
     """`mnv3 demo`: fine-tunes MobileNetV3-Small on generated shapes, offline.
 
-    Writes circle/square/triangle images (`mnv3_layers.datasets`) as PNG
-    folders (`out/data/train`, 80 %, and `out/data/val`, 20 %, generated
-    with different seeds), trains `MobileNetV3Small` from scratch on them
-    with `train` (the main job's recipe: Adam, warmup to 3e-3 then cosine decay,
-    batch-norm momentum 0.9, dropout 0.1, horizontal and vertical flips), exports float
-    and int8 TFLite files, measures their single-thread latency and writes
-    `report.json` (the metrics plus timing) and training-curve plots.
+    Writes circle/square/triangle PNG folders (`out/data/train`, 80 %, and
+    `out/data/val`, 20 %, different seeds), trains `MobileNetV3Small` from
+    scratch on them with `train` (default recipe at 3e-3, batch-norm momentum
+    0.9, dropout 0.1, flips), exports float and int8 TFLite files with their
+    latency, and writes `report.json` and training-curve plots.
 
     Args:
         out: output folder. Defaults to `"out/demo"`.
@@ -80,28 +92,7 @@ def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alph
     start = time.perf_counter()
     num_val = max(3, num_images // 5)
     num_train = num_images - num_val
-    config = TrainConfig(
-        data=os.path.join(out, "data", "train"),
-        val_data=os.path.join(out, "data", "val"),
-        out=out,
-        variant="small",
-        alpha=alpha,
-        image_size=image_size,
-        epochs=epochs,
-        batch_size=batch_size,
-        recipe="default",
-        learning_rate=3e-3,
-        bn_momentum=0.9,
-        dropout_rate=0.1,
-        # Flips only: exact symmetries of every class (reflected shifts mirror
-        # shapes at the border into other shapes; benchmarks/README.md, "mnv3 demo").
-        augment="flip,vflip",
-        export=("float", "int8"),
-        latency=True,
-        seed=seed,
-        # A smoke run is a handful of steps: eager steps cost less than a trace.
-        run_eagerly=bool(smoke),
-    )
+    config = _demo_config(out, alpha, image_size, epochs, batch_size, seed, smoke)
     extra = ("data", "report.json")
     status = prepare_output_folder(config, overwrite=overwrite, extra_owned=extra)
     report_path = os.path.join(out, "report.json")

@@ -12,15 +12,11 @@ from mnv3_layers.training.config import DISTRIBUTIONS
 def make_strategy(distribution="none", tpu=None):
     """The `tf.distribute` strategy for `distribution`.
 
-    - `"none"`: the default (single-device) strategy.
-    - `"mirrored"`: `MirroredStrategy` over every local GPU, or over every
-      logical CPU device when there is no GPU (set them up with
-      `tf.config.set_logical_device_configuration` before TensorFlow starts).
-    - `"multiworker"`: `MultiWorkerMirroredStrategy`; the cluster comes from
-      the `TF_CONFIG` environment variable (same command on every worker,
-      each with its own `task.index`).
-    - `"tpu"`: `TPUStrategy` on the TPU named by `tpu` (`""`/`None`: the
-      local or environment-configured TPU).
+    `"none"`: the default strategy; `"mirrored"`: `MirroredStrategy` over the
+    local GPUs, else over every logical CPU device; `"multiworker"`:
+    `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG` (same command on
+    every worker); `"tpu"`: `TPUStrategy` on `tpu` (`""`/`None`: the local or
+    environment-configured TPU).
 
     Raises:
         ValueError: an unknown `distribution`, or `"multiworker"` without a

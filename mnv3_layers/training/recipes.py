@@ -24,18 +24,10 @@ from mnv3_layers.training.config import (
 class Recipe:
     """Optimizer and regularization settings of a run (from `get_recipe`).
 
-    Attributes:
-        name: `"default"`, `"sgd"` or `"paper"`.
-        optimizer: `"adam"`, `"sgd"` or `"rmsprop"`.
-        learning_rate: initial rate for the global batch of the run.
-        schedule: `"cosine"` (to 5 % of the initial rate) or `"step"`
-            (staircase exponential decay).
-        warmup_fraction: fraction of the steps over which the rate rises
-            linearly from 0 before the schedule starts.
-        bn_momentum: batch-norm momentum of the model.
-        dropout_rate: dropout before the classifier.
-        l2: L2 penalty on convolution and classifier kernels (0: none).
-        ema_momentum: optimizer weight EMA momentum, or `None`.
+    `schedule` is `"cosine"` (to 5 % of the peak rate) or `"step"` (staircase
+    exponential decay); `warmup_fraction` of the steps raise the rate linearly
+    from 0; `l2` is the kernel penalty (0: none); `ema_momentum` is `None`
+    without a weight EMA.
     """
 
     name: str
@@ -53,26 +45,18 @@ def get_recipe(name, global_batch_size, total_steps, pretrained, learning_rate=N
                bn_momentum=None, dropout_rate=None):
     """Resolves a recipe name into a `Recipe` for a run.
 
-    - `"default"`: Adam, linear warmup over the first 10 % of the steps,
-      then cosine decay to 5 %; peak rate 3e-3 from scratch and 1e-3 from
-      pretrained weights; batch-norm momentum 0.9 from scratch (short runs:
-      the moving statistics must settle within a few hundred steps) and
-      0.99 from pretrained weights; dropout 0.2. The main job's recipe (the
-      warmup keeps a from-scratch run from stalling at chance for its first
-      epochs, which happened without it at 3e-3).
-    - `"sgd"`: SGD with momentum 0.9, peak rate 0.01, otherwise as
-      `"default"`.
-    - `"paper"`: section 6.1 of the paper - RMSProp (rho 0.9) with momentum
-      0.9 and epsilon 0.002, initial rate 0.1 at batch 4096 scaled linearly to
-      the global batch, rate decay 0.01 (x 0.99) every 3 epochs *scaled to
-      the run* (100 staircase decays over the run, as in a 300-epoch run),
-      weight EMA 0.9999 through the optimizer's `use_ema` (for runs shorter
-      than 100,000 steps the momentum is `1 - 10 / total_steps`, so the
-      average spans the last ~10 % of the run instead of staying at the
-      initial weights), batch-norm momentum 0.99, L2 1e-5 on the kernels of
-      the convolutions and the classifier (not on depthwise kernels, as in
-      TF-slim), dropout 0.2 (the paper's "dropout 0.8" is a keep
-      probability).
+    - `"default"`: Adam, linear warmup over the first 10 % of the steps, then
+      cosine decay to 5 %; peak rate 3e-3 from scratch, 1e-3 from pretrained
+      weights; batch-norm momentum 0.9 from scratch, 0.99 from pretrained
+      weights; dropout 0.2.
+    - `"sgd"`: SGD with momentum 0.9, peak rate 0.01, otherwise as `"default"`.
+    - `"paper"`: the paper's section 6.1: RMSProp (rho 0.9, momentum 0.9,
+      epsilon 0.002), rate 0.1 at batch 4096 scaled to the global batch,
+      100 staircase decays of x0.99 over the run, weight EMA 0.9999 (at most
+      `1 - 10 / total_steps`), batch-norm momentum 0.99, L2 1e-5 (`apply_l2`),
+      dropout 0.2.
+
+    Why these values: `benchmarks/README.md`, "Training recipes".
 
     Args:
         name: `"default"`, `"sgd"` or `"paper"`.
@@ -179,12 +163,8 @@ def apply_l2(model, l2):
     """Adds an L2 penalty `l2 * sum(w**2)` on convolution and classifier kernels.
 
     Sets `variable.regularizer` on the `kernel` of every `Conv2D` and `Dense`
-    layer (depthwise kernels, biases and batch norms are left out, as in
-    TF-slim's MobileNet training scope); Keras adds the penalties of
-    trainable variables to the training loss (`model.losses`).
-
-    Returns:
-        The number of kernels regularized.
+    layer; depthwise kernels, biases and batch norms are left out, as in
+    TF-slim's MobileNet training scope. Returns the number of kernels.
     """
     if not l2:
         return 0
@@ -202,10 +182,9 @@ def apply_l2(model, l2):
 def set_backbone_trainable(model, trainable):
     """Freezes (`False`) or unfreezes (`True`) everything but the classifier head.
 
-    The head is the pooled part of `last_stage` (its 1x1 convolution to
-    1024/1280) and `logits`. Frozen batch-norm layers run in inference mode
-    (Keras' `BatchNormalization` uses its moving statistics and leaves them
-    unchanged when `trainable=False`). Recompile the model after calling.
+    The head is the pooled part of `last_stage` and `logits`. Frozen batch
+    norms run in inference mode (Keras' `BatchNormalization` does so when
+    `trainable=False`). Recompile the model after calling.
     """
     for layer in model.layers:
         if layer.name in HEAD_LAYERS:

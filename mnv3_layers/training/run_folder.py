@@ -54,16 +54,12 @@ def _config_differences(stored, current):
 def prepare_output_folder(config, overwrite=False, extra_owned=(), write=True):
     """Checks `config.out` and stores the configuration in it.
 
-    A new or empty folder is created and gets `config.json`. A folder with
-    the same `config.json` is reused: the run resumes from its checkpoint,
-    or is `"complete"` when `metrics.json` exists. A run folder of another
-    configuration that holds no results yet (no checkpoint, model or
-    metrics: the run stopped before its first epoch ended) takes the new
-    configuration. Anything else - another configuration with results, or a
-    non-empty folder that is not a run folder - is refused with
-    `OutputFolderError`. `overwrite=True` starts a new run in any case: it
-    removes the files a run writes (`OWNED_NAMES` and `extra_owned`) and
-    leaves every other file alone.
+    A new or empty folder gets `config.json`. A folder with the same
+    `config.json` resumes (or is `"complete"` when `metrics.json` exists); a
+    run of another configuration without results yet (stopped before its
+    first checkpoint) takes the new one. Anything else is refused, unless
+    `overwrite`, which removes only the files a run writes (`OWNED_NAMES`,
+    `extra_owned`).
 
     Args:
         config: a `TrainConfig`.
@@ -163,10 +159,9 @@ def read_checkpoint_state(out):
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves model and optimizer variables after every epoch, atomically.
 
-    Writes `epoch-NNNN-PHASE.weights.h5` (through a temporary file and
-    `os.replace`), then `state.json` pointing to it (the commit point),
-    then deletes older checkpoint files. A run killed at any moment leaves
-    the previous complete checkpoint or the new one.
+    Writes `epoch-NNNN-PHASE.weights.h5`, then `state.json` pointing to it (the
+    commit point), then deletes older checkpoints, each file through
+    `mnv3_layers.files`: a run killed at any moment leaves a complete one.
 
     Args:
         directory: the checkpoint folder.
@@ -235,14 +230,9 @@ def read_training_log(path):
 
 
 def plot_training_curves(csv_path, out_dir):
-    """Writes `training_curves_loss.png` and `training_curves_accuracy.png`.
+    """Writes `training_curves_loss.png` and `training_curves_accuracy.png` from the CSV log.
 
-    Reads the CSV log (so a resumed run's curves cover every epoch).
-    matplotlib is imported here; without it a warning is issued and
-    nothing is written.
-
-    Returns:
-        The paths written (empty without matplotlib or log).
+    Returns the paths written: none without matplotlib (a warning says so).
     """
     try:
         import matplotlib
