@@ -1,80 +1,28 @@
 """Parameter and multiply-add profile of a MobileNetV3 variant, from its table alone.
 
-`profile(...)` reads `resolve_architecture(...)` (the one place where `alpha`,
-`minimalistic` and the output stride are applied) and returns, for the stem,
-every bneck block, the last stage and the classifier: input/output spatial
-size and channels, parameters and multiply-adds. No Keras model is built, so
-a profile costs microseconds and needs no backend.
+`profile(...)` reads `resolve_architecture(...)` and returns, for the stem,
+every bneck block, the last stage and the classifier: input/output size and
+channels, parameters and multiply-adds. No model is built (no backend needed).
 
-Parameters are counted as Keras' `model.count_params()` does: every weight,
-including batch-norm moving mean and variance (`non_trainable_params`).
-The layers are those of `mnv3_layers.applications` (and, equally,
-`keras.applications`): convolutions without bias, each followed by a batch
-norm with `gamma, beta, moving_mean, moving_variance`; SE 1x1 convolutions
-with bias; the pooled last-stage 1x1 convolution and the classifier with
-bias and no batch norm.
+Parameters are counted as `model.count_params()` counts the layers of
+`mnv3_layers.applications` (and `keras.applications`): convolutions without
+bias, each followed by a batch norm (4 weights per channel, 2 trainable); SE
+convolutions, the pooled last-stage convolution and the classifier with bias.
+`ParamCount` and `stem_params`, `bneck_params`, `last_stage_params`,
+`classifier_params` are that counter, per component (also used by
+`mnv3_layers.latency`). Sizes use `"same"` padding (`ceil(n / stride)`).
 
-Spatial sizes use `"same"` padding: every stride-2 layer maps a size `n` to
-`ceil(n / 2)`. A dilated depthwise convolution (`output_stride` 16 or 8)
-keeps its input size and costs as much as an undilated one.
+Formula (`madds`, multiply-accumulates of weight layers, biases not counted):
 
-Multiply-add (MAdds) convention
--------------------------------
-`madds` counts multiply-accumulates of weight layers only, one per weight per
-output position (biases are not counted):
+    conv: H_out * W_out * k * k * C_in * C_out    depthwise: H_out * W_out * k * k * C
+    SE (on the pooled map): 2 * C * C_squeeze      pooled 1x1 / classifier: C_in * C_out
 
-- the stem convolution, the 1x1 expand, depthwise and 1x1 project
-  convolutions of each block, the last stage's full-resolution 1x1
-  convolution: `H_out * W_out * k * k * C_in * C_out` (depthwise:
-  `H_out * W_out * k * k * C`);
-- the two SE 1x1 convolutions, which run on the pooled 1x1 map:
-  `C * C_squeeze + C_squeeze * C`;
-- the pooled last-stage 1x1 convolution (`C * 1280`) and the classifier
-  (`1280 * classes`), also on a 1x1 map.
+Batch norm (folded), activations, pools, the SE multiply and residual adds
+are not in `madds`; pools, SE multiplies and residual adds are counted
+separately as `elementwise_ops` (one per element).
 
-Not counted: batch norm (folded into the preceding convolution at
-inference: 0), activations (ReLU, hard-swish, hard-sigmoid), the SE global
-pool and channel-wise multiply, residual adds and the global average pool of
-the last stage. These elementwise operations are reported separately, per
-row and in total, as `elementwise_ops` (one per element: pool = one add per
-input element, SE multiply and residual add = one per output element), so
-either convention can be read off the report. Activations are left out of
-`elementwise_ops` too.
-
-Which published numbers this matches
-------------------------------------
-At 224x224, 1000 classes (`madds` as defined above; the last column adds
-`elementwise_ops`):
-
-======================  =========  ================  ===========  ============
-variant                 params     trainable_params  madds        + elementw.
-======================  =========  ================  ===========  ============
-Large 1.0               5,507,432  5,483,032         216,589,760  218,254,976
-Large 0.75              4,012,616  3,993,528         154,560,624  155,953,008
-Large 1.0 minimalistic  3,948,688  3,924,288         209,136,704  209,607,104
-Small 1.0               2,554,968  2,542,856          56,510,400   57,162,688
-Small 0.75              2,051,552  2,041,872          43,399,344   43,948,144
-======================  =========  ================  ===========  ============
-
-`madds` (weight-layer MACs only) is the convention these numbers follow:
-
-- Large: 216.6 M is the 217 M published with the TF-slim checkpoints, and
-  the same rule gives 155 M for Large 0.75 and 209 M for Large minimalistic,
-  the published values for those models. The paper's Table 3 says 219 M for
-  Large 1.0: 2.4 M more. That is about the size of the elementwise work left
-  out (SE pools and multiplies, residual adds and the final pool are 1.7 M;
-  activations another ~3.8 M elements), so the paper most likely counted
-  some of it, but no single rule over this architecture gives exactly
-  219 M (adding `elementwise_ops` gives 218.3 M), and the paper does not
-  state its rules.
-- Small: 56.5 M matches the paper's Table 3 (56 M). Counting the elementwise
-  work would move it away (57.2 M). The 66 M quoted in other places is not
-  reachable from this architecture by any of these conventions (every
-  pool, multiply, add and activation element together adds under 2.5 M);
-  it must describe a different network or counting rule.
-- Params: the paper's 5.4 M / 2.5 M (Large / Small 1.0) are the trainable
-  weights (5.48 M / 2.54 M), truncated; `params` also holds the batch-norm
-  moving statistics, as `count_params()` does.
+How these totals compare with the paper's and the published numbers:
+`benchmarks/README.md` (`mnv3 summary`).
 
 Example:
 
@@ -109,20 +57,12 @@ class LayerProfile:
 
     Attributes:
         name: layer name in `mnv3_layers.applications` (`"conv"`,
-            `"expanded_conv"`, `"expanded_conv_1"`, ..., `"last_stage"`,
-            `"logits"`).
+            `"expanded_conv"`, ..., `"last_stage"`, `"logits"`).
         kind: `"stem"`, `"bneck"`, `"last_stage"` or `"classifier"`.
-        description: short operator summary (kernel, widths, SE, activation,
-            stride, dilation).
-        input_size: `(height, width)` of the input.
-        input_channels: channels of the input.
-        output_size: `(height, width)` of the output.
-        output_channels: channels of the output.
-        params: all weights, as `count_params()` counts them.
-        trainable_params: weights without batch-norm moving statistics.
-        madds: multiply-accumulates of the weight layers (see module docs).
-        elementwise_ops: pool adds, SE multiplies and residual adds (not in
-            `madds`).
+        description: short operator summary.
+        input_size, output_size: `(height, width)`.
+        input_channels, output_channels: channels.
+        params, trainable_params, madds, elementwise_ops: see the module.
     """
 
     name: str
@@ -155,12 +95,9 @@ class Profile:
 
     Attributes:
         variant: architecture name (`"large"`, `"small"` or a spec's name).
-        alpha: width multiplier.
-        minimalistic: whether the minimalistic variant is profiled.
+        alpha, minimalistic, include_top, output_stride: as given.
         input_size: `(height, width)` of the input image.
-        include_top: whether the pooled head and classifier are included.
         classes: classifier width (`None` when `include_top` is False).
-        output_stride: 32, 16 or 8.
         rows: tuple of `LayerProfile`, in model order.
     """
 
@@ -316,14 +253,10 @@ def _downsample(size, strides):
 
 @dataclasses.dataclass(frozen=True)
 class ParamCount:
-    """The weights of one component, by kind.
+    """The weights of one component: kernels, explicit biases, batch-norm channels.
 
-    Attributes:
-        kernel: convolution and dense kernel weights.
-        bias: explicit biases (SE convolutions, the pooled last-stage
-            convolution, the classifier).
-        batch_norm: channels normalized by a batch norm (4 weights each in
-            Keras, 2 of them trainable; folded into one bias at inference).
+    A batch-norm channel is 4 Keras weights (2 trainable) and one bias once
+    folded at inference (`folded_params`, what a TFLite model stores).
     """
 
     kernel: int = 0
@@ -524,15 +457,12 @@ def profile(
 ):
     """Parameters and multiply-adds of a MobileNetV3 variant, layer by layer.
 
-    Computed from `resolve_architecture(variant, alpha, minimalistic,
-    output_stride)` alone; no model is built. The counts equal
-    `model.count_params()` of `mnv3_layers.applications.MobileNetV3Large/Small`
-    (and of `keras.applications`) with the same arguments and 3 input
-    channels. See the module docstring for the MAdds convention.
+    No model is built; `params` equals `model.count_params()` of
+    `MobileNetV3Large/Small` with the same arguments (3 input channels).
 
     Args:
-        variant: `"large"`, `"small"` or an `ArchitectureSpec`.
-            Defaults to `"large"`.
+        variant: `"large"`, `"small"`, an `ArchitectureSpec` or its dict
+            form. Defaults to `"large"`.
         alpha: width multiplier. Defaults to `1.0`.
         minimalistic: 3x3 kernels, ReLU, no SE. Defaults to `False`.
         input_size: image size, an int or `(height, width)`. Defaults to `224`.
@@ -542,13 +472,7 @@ def profile(
         output_stride: 32, 16 or 8 (dilated backbone). Defaults to `32`.
 
     Returns:
-        A frozen `Profile` with `rows`, totals (`params`, `trainable_params`,
-        `non_trainable_params`, `madds`, `elementwise_ops`), `to_dict()`
-        and a table as `str(...)`.
-
-    Raises:
-        ValueError: for an unknown `variant`, an `input_size` that is not a
-            positive int (or pair of them), or `classes` < 1.
+        A frozen `Profile` (`rows`, totals, `to_dict()`, a table as `str`).
 
     Example:
 

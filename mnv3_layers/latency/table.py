@@ -1,24 +1,16 @@
 """Per-component latency lookup tables measured on this CPU, and whole-model predictions.
 
-`LatencyTable` times each distinct component configuration of a MobileNetV3
-(`components.StemConfig`, `BneckConfig`, `HeadConfig`, listed by
-`model_configs(...)` from the block table) once, as its own small float
-TFLite model in the LiteRT interpreter (batch 1, `num_threads` threads: the
-paper's protocol), warm and cold, on the wall and CPU clocks. A whole model's
-latency is predicted as
+`LatencyTable` times each distinct component (`model_configs(...)`: stem,
+bneck blocks, head) once as its own float TFLite model (batch 1, LiteRT),
+warm and cold, on the wall and CPU clocks, and predicts a whole model as
 
     total = overhead + sum(max(component - overhead, 0) for each component)
 
-where `overhead` is the per-`invoke()` cost of a one-op model
-(`OVERHEAD_KEY`), then corrected by the stored calibration
-(`latency.calibration`). `LatencyPrediction` keeps every term.
-
-The table is a JSON file keyed by `runtime_fingerprint` (CPU, machine,
-TensorFlow and LiteRT versions, threads) and then by `config.key`, written
-atomically after each `measure(...)` and merged with what other processes
-wrote; a corrupt file is moved to `<path>.corrupt` with a `RuntimeWarning`
-and rebuilt. How the predictions compare with measured whole models:
-`benchmarks/README.md` (`bench_latency_table.py`).
+(`overhead`: one `invoke()` of a one-op model), corrected by the stored
+calibration (`latency.calibration`). The JSON file is keyed by
+`runtime_fingerprint` and `config.key`, written atomically and merged; a
+corrupt one is moved to `<path>.corrupt` and rebuilt. Accuracy on a real
+CPU: `benchmarks/README.md` (`bench_latency_table.py`).
 """
 
 import dataclasses
@@ -82,10 +74,8 @@ def runtime_fingerprint(num_threads=1):
     """What a measured latency depends on besides the model: CPU and runtime.
 
     Returns:
-        A dict with `cpu` (model name from `/proc/cpuinfo`, else
-        `platform.processor()`), `machine`, `cpu_count`, `tensorflow`
-        (converter), `litert` (`ai-edge-litert` interpreter) and
-        `num_threads`.
+        A dict: `cpu` (from `/proc/cpuinfo`), `machine`, `cpu_count`, the
+        `tensorflow` and `litert` versions and `num_threads`.
 
     Example:
 
@@ -180,22 +170,12 @@ class LatencyPrediction:
 
     Attributes:
         total_ms: `scale x (overhead_ms + sum(max(component_ms -
-            overhead_ms, 0))) + intercept_ms + spill_ms_per_mib x
-            spill_mib`.
+            overhead_ms, 0))) + intercept_ms + spill_ms_per_mib x spill_mib`.
         overhead_ms: the measured fixed per-invoke cost, counted once.
-        intercept_ms, scale: the calibrated whole-model correction
-            (`LatencyTable.calibrate`); 0 and 1 when not calibrated.
-        spill_mib: MiB of stem and block weights streamed past L2 per
-            inference (`LatencyTable.spill_mib`; 0 when not calibrated with
-            `kind="spill"`).
-        spill_ms_per_mib: the calibrated cost of each such MiB (0 when not
-            calibrated with `kind="spill"`).
-        components: tuple of `(config_key, ms)` as measured alone (each
-            includes one overhead).
-        statistic: `"median"` or `"min"`.
-        clock: `"wall"` or `"cpu"`.
-        cache: `"mixed"`, `"warm"` or `"cold"`.
-        fingerprint: the CPU/runtime fingerprint of the table.
+        intercept_ms, scale, spill_mib, spill_ms_per_mib: the calibrated
+            correction (`latency.calibration`; 0, 1, 0, 0 when none).
+        components: tuple of `(config_key, ms)` as measured alone.
+        statistic, clock, cache, fingerprint: those of the table.
     """
 
     total_ms: float
@@ -232,31 +212,23 @@ class LatencyPrediction:
 class LatencyTable:
     """Latency of MobileNetV3 components on this CPU, measured once and cached.
 
-    Missing entries are measured on demand by `predict`, `latency_ms` and
-    `measure` (a few seconds per component: building, converting, timing),
-    then written to the cache file.
+    Missing entries are measured on demand (seconds per component) by
+    `predict`, `latency_ms` and `measure`, then saved.
 
     Args:
-        path: the JSON cache file. Created if missing; an unreadable or
-            malformed file is moved to `<path>.corrupt` with a warning and
-            rebuilt. Defaults to `None` (`default_table_path()`).
+        path: the JSON cache file (created if missing, set aside if corrupt).
+            Defaults to `None` (`default_table_path()`).
         num_threads: interpreter threads (part of the fingerprint).
             Defaults to `1` (the paper's protocol).
         warmup: untimed runs per component. Defaults to `5`.
         runs: timed runs per component. Defaults to `30`.
         statistic: `"median"` or `"min"` of the timed runs, used by
             `predict` and `latency_ms`. Defaults to `"median"`.
-        clock: `"wall"` (elapsed time, the paper's latency) or `"cpu"` (the
-            calling thread's CPU time, which leaves out time spent waiting
-            for a core on a busy machine; needs `num_threads=1`). Both are
-            stored; this picks the one used. Defaults to `"wall"`.
-        cache: which stored timing of a component is summed: `"warm"` (runs
-            back to back, weights in cache), `"cold"` (each run after a cache
-            flush, input written again) or `"mixed"`: cold for the head
-            (pooled 1x1 convolutions that stream megabytes of weights),
-            warm for the stem and blocks (measured comparisons:
-            `benchmarks/README.md`, `bench_latency_table.py`).
-            Defaults to `"mixed"`.
+        clock: `"wall"` (the paper's latency) or `"cpu"` (the calling
+            thread's CPU time; needs `num_threads=1`). Defaults to `"wall"`.
+        cache: which stored timing is summed: `"warm"` (back to back),
+            `"cold"` (after a cache flush) or `"mixed"` (cold head, warm stem
+            and blocks). Defaults to `"mixed"`.
         calibrated: apply the whole-model correction stored by
             `calibrate(...)` for this clock, cache mode and statistic.
             Defaults to `True`.
@@ -368,13 +340,7 @@ class LatencyTable:
 
     @property
     def overhead_ms(self):
-        """The fixed per-invoke cost: a one-op model, warm cache, measured on first use.
-
-        Always the warm-cache value (with this table's clock and statistic):
-        it stands for the interpreter's own per-invoke work, which a whole
-        model pays once; a cold-cache run of a one-op model would also count
-        cache misses on data that a whole model touches anyway.
-        """
+        """The fixed per-invoke cost: a one-op model, always warm, measured on first use."""
         if OVERHEAD_KEY not in self.entries:
             self.measure([])
         clock = "cpu_" if self.clock == "cpu" else ""
@@ -390,10 +356,9 @@ class LatencyTable:
         return self._stat(key)
 
     def measure(self, configs, force=False):
-        """Measures every configuration not in the table yet (all of them if `force`).
+        """Measures (and saves) every configuration not in the table yet, or all if `force`.
 
-        Also measures the fixed overhead if it is missing. Saves the file
-        once at the end. Returns the number of components measured.
+        Returns the number of components measured (the overhead included).
         """
         configs = list(configs)
         for config in configs:
@@ -479,7 +444,7 @@ class LatencyTable:
 
     @property
     def l2_bytes(self):
-        """The L2 size used for the spill term: the calibration's, else this CPU's (0 if unknown)."""
+        """The L2 size of the spill term: the calibration's, else this CPU's (0 if unknown)."""
         stored = self.calibration.get(self.calibration_key, {}).get("l2_bytes")
         if stored is not None:
             return int(stored)
@@ -501,28 +466,20 @@ class LatencyTable:
         )
 
     def calibrate(self, measurements, kind="scale", l2_bytes=None):
-        """Fits and stores a whole-model correction from measured whole models.
+        """Fits, stores and returns a whole-model correction (`latency.calibration`).
 
-        See `mnv3_layers.latency.calibration` for the three kinds. The fit is
-        stored in the file (per clock, cache mode and statistic) and applied
-        to every prediction of tables opened with `calibrated=True`.
+        Stored per clock, cache mode and statistic; applied when `calibrated`.
 
         Args:
-            measurements: a non-empty list of `(configs, measured_ms)`:
-                the components of a whole model (`model_configs(...)`) and
-                its measured latency on this table's clock and statistic
-                (e.g. `measure_tflite(model)["cpu_median_ms"]` for
-                `clock="cpu"`).
-            kind: `"scale"`, `"intercept"` or `"spill"` (with
-                `cache="warm"` and at least one model larger than L2).
-                Defaults to `"scale"`.
-            l2_bytes: the L2 cache size for `kind="spill"`, stored with the
-                calibration. Defaults to `None`: `l2_cache_bytes()`, or 0
-                (every model spills) when it cannot be read.
+            measurements: non-empty list of `(configs, measured_ms)`: a whole
+                model's components and its latency on this table's clock and
+                statistic (e.g. `measure_tflite(model)["cpu_median_ms"]`).
+            kind: `"scale"`, `"intercept"` or `"spill"`. Defaults to `"scale"`.
+            l2_bytes: the L2 size for `"spill"`. Defaults to `None`
+                (`l2_cache_bytes()`, or 0 when unknown).
 
         Returns:
-            The fitted scale (a ratio), intercept (milliseconds) or spill
-            cost (milliseconds per MiB).
+            The scale (a ratio), intercept (ms) or spill cost (ms per MiB).
         """
         measurements, l2_bytes = calibration_lib.check_arguments(
             measurements, kind, l2_bytes)
@@ -584,15 +541,10 @@ class LatencyTable:
         output_stride=32,
         reduced_tail=False,
     ):
-        """Predicted batch-1 TFLite latency of a MobileNetV3 on this CPU.
+        """`LatencyPrediction` of a MobileNetV3 on this CPU (arguments as for `model_configs`).
 
-        Arguments as for `model_configs`; for the applications,
-        `MobileNetV3Small(alpha=a, input_shape=s)` is
-        `predict("small", a, input_shape=s)` and `include_top=False` is
-        `top="features"`.
-
-        Returns:
-            A `LatencyPrediction`.
+        `MobileNetV3Small(alpha=a, input_shape=s)` is `predict("small", a,
+        input_shape=s)`; `include_top=False` is `top="features"`.
         """
         return self.predict_configs(
             model_configs(
