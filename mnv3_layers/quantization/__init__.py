@@ -1,14 +1,7 @@
 """Quantization-aware training and TFLite/LiteRT export for MobileNetV3 models.
 
-Two QAT engines behind one function (see DESIGN.md, "Quantization"):
-
-- `engine="keras"` (default): Keras 3 fake-quant placed by explicit rules
-  (`mnv3_layers.quantization.keras_engine`).
-- `engine="tfmot"`: a flat tf_keras twin quantized with
-  tensorflow-model-optimization (`mnv3_layers.quantization.tfmot_engine`,
-  extra `qat`).
-
-Export and inspection: `export_tflite`, `inspect_tflite`, `evaluate_tflite`.
+`quantize_model(model, engine="keras"|"tfmot")` (DESIGN.md, "Quantization"),
+then `export_tflite`, `inspect_tflite`, `evaluate_tflite`.
 """
 
 ENGINES = ("keras", "tfmot")
@@ -18,26 +11,24 @@ def quantize_model(model, engine="keras", **kwargs):
     """Returns a quantization-aware-training copy of a float MobileNetV3 model.
 
     Args:
-        model: a float Keras 3 model built from this package's layers (an
-            application, a `MobileNetV3Backbone`-based model, or a user's own
-            functional model).
+        model: a float Keras 3 functional model built from this package's
+            layers (an application, a `MobileNetV3Backbone`-based model or
+            your own).
         engine: `"keras"` (Keras 3 fake-quant) or `"tfmot"`
             (tensorflow-model-optimization on a tf_keras twin).
-        **kwargs: engine options, see the engine modules. Both engines take
-            `hard_swish="op"` (default: one int8 `HARD_SWISH` op per
-            hard-swish) or `"elementwise"` (int8 `ADD`, `MUL`, `MUL`, which
-            LiteRT's XNNPACK delegate runs: much faster int8 files on x86
-            CPUs; see `keras_engine.quantize_model_keras`).
+            Defaults to `"keras"`.
+        **kwargs: engine options (`range_momentum`, `hard_swish="op"` or
+            `"elementwise"`, ...): `keras_engine.quantize_model_keras`,
+            `tfmot_engine.quantize_model_tfmot`.
 
     Returns:
-        The QAT model (a Keras 3 model for `"keras"`, a tf_keras model for
-        `"tfmot"`), starting from `model`'s float weights. Train it (at
-        least one step sets the activation ranges), then export it with
-        `export_tflite(qat, path, quantization="int8")`.
+        The QAT model (Keras 3 for `"keras"`, tf_keras for `"tfmot"`) with
+        `model`'s float weights. Train it at least one step (that sets the
+        activation ranges), then `export_tflite(qat, path, quantization="int8")`.
 
     Raises:
         ValueError: an unknown `engine`, or a layer the engine cannot
-            quantize (the message names it and says what to do).
+            quantize (the message names it).
         TypeError: `model` is not a Keras 3 model.
         ImportError: `engine="tfmot"` without the `qat` extra.
 

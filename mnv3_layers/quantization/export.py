@@ -1,26 +1,8 @@
 """Export a Keras model to a TFLite/LiteRT flatbuffer: float, dynamic-range or int8.
 
-`export_tflite(model, path, quantization=...)` converts with TensorFlow's
-TFLite converter and writes the file atomically (a temporary file in the same
-folder, then `os.replace`), so a failed export never leaves a partial or
-broken file behind.
-
-Modes (`quantization`):
-
-- `None`: float32 model.
-- `"dynamic"`: dynamic-range quantization of a float model (int8 weights,
-  float activations; no data needed).
-- `"int8"`: full-integer model. For a quantization-aware-training (QAT)
-  model (`quantize_model(..., engine="keras"|"tfmot")`) the fake-quant
-  ranges learned in training are used and no data is needed; for a float
-  model this is post-training quantization and `representative_data` is
-  required to calibrate the activation ranges. Only int8 builtin ops are
-  allowed (the converter fails rather than fall back to float), and the
-  result is inspected before it is written: a model with float compute ops
-  left is refused.
-
-Both Keras 3 models and `tf_keras` models (the tfmot engine's QAT models) are
-accepted.
+`export_tflite(model, path, quantization=None|"dynamic"|"int8")` converts a
+Keras 3 or tf_keras (tfmot QAT) model, checks an int8 result is fully int8
+and writes it atomically (`mnv3_layers.files`).
 """
 
 import difflib
@@ -512,9 +494,8 @@ def export_tflite(
         model: a Keras 3 model (float, or QAT from
             `quantize_model(..., engine="keras")`) or a `tf_keras` model (QAT
             from `engine="tfmot"`).
-        path: output file, ending in `.tflite`; its folder must exist. Written
-            through a temporary file and `os.replace`, so an existing file is
-            only replaced by a complete new one.
+        path: output file, ending in `.tflite`, in an existing folder
+            (written atomically).
         quantization: `None` (float), `"dynamic"` (int8 weights, float
             activations; float models only) or `"int8"` (full integer: from
             the fake-quant ranges of a QAT model, or post-training with
@@ -536,13 +517,10 @@ def export_tflite(
         `path`, as a string.
 
     Raises:
-        ValueError: a bad `quantization` (typos get a suggestion), `path` not
-            ending in `.tflite` or in a missing folder, `int8_io` without
-            `"int8"`, float-model `"int8"` without `representative_data`,
-            `representative_data` of the wrong shape (or with a QAT model), a
-            QAT model exported as float/dynamic or never trained, or a
-            converted `"int8"` model that is not fully int8. Nothing is
-            written in any of these cases.
+        ValueError: a bad `quantization`, `path`, `int8_io` or
+            `representative_data`, a QAT model exported as float/dynamic or
+            never trained, or an `"int8"` result that is not fully int8.
+            Nothing is written then.
         TypeError: `model` is not a Keras 3 or tf_keras model, or bad
             argument types.
 

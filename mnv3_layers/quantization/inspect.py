@@ -1,17 +1,8 @@
 """Inspect and evaluate TFLite/LiteRT flatbuffers with the LiteRT interpreter.
 
-- `inspect_tflite(path)` -> `TFLiteReport`: op histogram, tensor dtype
-  histogram, input/output details (with quantization scale and zero point),
-  the weights of convolutions and fully-connected ops (dtype, per-channel or
-  per-tensor, output channels whose int8 weights are all zero), float
-  compute ops, and quantize/dequantize ops that sit inside the graph instead
-  of at its input/output boundary.
-- `evaluate_tflite(path, images, labels)` runs a file on data with the LiteRT
-  `Interpreter` (`ai-edge-litert`, extra `litert`), quantizing int8 inputs and
-  dequantizing int8 outputs with their own scale and zero point.
-
-The ops are read from the interpreter built without its default delegate
-(XNNPACK would replace them with one `DELEGATE` node).
+`inspect_tflite(path)` reports ops, dtypes and weights (read without the
+default delegate, which would hide them in one `DELEGATE` node);
+`evaluate_tflite(path, images, labels)` runs a file on data (extra `litert`).
 """
 
 import collections
@@ -418,34 +409,27 @@ def _class_ids(labels):
 def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1, kernels="xnnpack"):
     """Runs a TFLite file on images with the LiteRT interpreter.
 
-    Float inputs are fed as they are (cast to the input dtype); an int8/uint8
-    input is quantized with its scale and zero point
-    (`round(x / scale) + zero_point`, clipped), and an int8/uint8 output is
-    dequantized (`(q - zero_point) * scale`), so predictions are always
-    float and comparable with the Keras model's.
+    An int8/uint8 input is quantized with its scale and zero point and an
+    int8/uint8 output dequantized, so predictions are float and comparable
+    with the Keras model's.
 
     Args:
         path: a `.tflite` file, or TFLite flatbuffer bytes.
         images: an array `(num_images, *input_shape)` in the range the model
-            expects (the applications take [0, 255]), or an iterable
-            (e.g. `tf.data.Dataset`) of `x` or `(x, y)` batches.
-        labels: class ids `(num_images,)` or one-hot labels for an array of
-            `images`; with a dataset of `(x, y)` the `y` are used.
-            Defaults to `None`.
-        batch_size: images per `invoke()` for an array of `images` (the
-            input's batch dimension is resized). Defaults to `1`.
+            expects, or an iterable (e.g. `tf.data.Dataset`) of `x` or
+            `(x, y)` batches.
+        labels: class ids or one-hot labels for an array of `images` (a
+            dataset's `y` are used otherwise). Defaults to `None`.
+        batch_size: images per `invoke()` for an array of `images`.
+            Defaults to `1`.
         num_threads: interpreter threads. Defaults to `1`.
-        kernels: `"xnnpack"` (LiteRT's default CPU delegate, what
-            `measure_latency` times and what a phone's CPU path runs) or
-            `"reference"` (TFLite's built-in kernels, no delegate). Two
-            correct int8 kernel sets round differently; comparing them shows
-            how much of a QAT-vs-int8 difference is the runtime's own.
-            Defaults to `"xnnpack"`.
+        kernels: `"xnnpack"` (LiteRT's default CPU delegate) or
+            `"reference"` (TFLite's built-in kernels, which round
+            differently). Defaults to `"xnnpack"`.
 
     Returns:
-        The predictions, a float array `(num_images, ...)` — or, when labels
-        are available, a tuple `(predictions, accuracy)` where accuracy is
-        the top-1 accuracy (argmax of the last axis) in [0, 1].
+        The predictions `(num_images, ...)`, or `(predictions, accuracy)`
+        (top-1, in [0, 1]) when labels are available.
 
     Raises:
         ValueError: not a TFLite file, a multi-input/multi-output model,

@@ -1,28 +1,16 @@
 """Keras 3 quantization-aware training (QAT): `quantize_model_keras`.
 
-The float model is walked (`quantization._graph`: composite layers opened
-into their convolutions, batch norms and activations), grouped the way the
-TFLite converter fuses ops, and each group becomes one QAT layer with
-`keras.quantizers.fake_quant_with_min_max_vars` exactly where the int8 model
-has an int8 tensor (Jacob et al., 2018, arXiv 1712.05877):
+The walked float model (`quantization._graph`) is grouped the way the TFLite
+converter fuses ops (`Conv -> BN -> ReLU`, `Add -> ReLU`; the SE gate's `+3`
+folds into its convolution's bias) and each group becomes one QAT layer with
+`keras.quantizers.fake_quant_with_min_max_vars` where the int8 model has an
+int8 tensor: weights symmetric (per channel for convolutions, batch norm
+folded in first with frozen statistics), activations per tensor with ranges
+set by the first training batch; shape ops keep their input's scale. QAT
+layers are named after the layer whose output they compute
+(`"<composite>_<sublayer>"` inside a composite), so feature taps still work.
 
-- Weights: symmetric int8 in [-127, 127], per output channel for `Conv2D`
-  and `DepthwiseConv2D`, per tensor for `Dense`; range = current max-abs.
-  A batch norm after a convolution is folded into it first (moving
-  statistics, frozen during QAT; `gamma` and `beta` stay trainable).
-- Activations: per tensor, asymmetric, moving-average range set by the
-  first training batch; after the model inputs and after every group:
-  `Conv -> BN -> ReLU/ReLU6` and `Add -> ReLU/ReLU6` are one group;
-  hard-swish gets its own fake-quant (one `HARD_SWISH` op, or `ADD`, `MUL`,
-  `MUL` with `hard_swish="elementwise"`); the SE gate's `+3` folds into its
-  convolution's bias; softmax/sigmoid use TFLite's fixed range [0, 255/256].
-- Shape and selection ops (`Flatten`, `Reshape`, `Dropout`, pooling other
-  than global average, `ZeroPadding2D`, `Identity`, linear `Activation`,
-  LR-ASPP's `ResizeLike`) keep their input's scale.
-
-Each QAT layer is named after the layer whose output it computes (inside a
-composite `"<composite>_<sublayer>"`; a composite's output keeps its name),
-so feature-tap names still work. Export needs the TensorFlow backend.
+Reference: Jacob et al., 2018, arXiv 1712.05877.
 """
 
 import keras

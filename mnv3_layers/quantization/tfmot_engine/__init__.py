@@ -1,21 +1,11 @@
 """The tensorflow-model-optimization (tfmot) QAT engine: a flat tf_keras twin.
 
-tfmot 0.8 quantizes Keras 2 (`tf_keras`) models only, so
-`quantize_model_tfmot(model)` builds a flat tf_keras twin of the Keras 3
-model (`build_tf_keras_twin`: the shared graph walk, `quantization._graph`,
-opens the composite layers so every convolution and batch norm is a
-top-level layer that tfmot's Conv+BN(+ReLU) folding sees), copies the
-weights and applies `tfmot.quantization.keras.quantize_apply` with this
-package's QuantizeConfigs (`objects`). Its placement rules are the Keras
-engine's, so both engines' int8 exports have the same op graph.
-
-Importing this module imports neither tf_keras nor tfmot (extra `qat`); the
-first call that needs them does, without changing how `keras` or `tf.keras`
-behave in the process (tfmot sets `TF_USE_LEGACY_KERAS=1` when imported; the
-engine restores it and resolves `tf.keras` beforehand).
-
-Reference: Jacob et al., "Quantization and Training of Neural Networks for
-Efficient Integer-Arithmetic-Only Inference", CVPR 2018.
+tfmot 0.8 quantizes tf_keras models only: `quantize_model_tfmot(model)`
+builds a flat tf_keras twin of the Keras 3 model (`build_tf_keras_twin`,
+through the shared walk `quantization._graph`), copies the weights and
+applies tfmot with this package's QuantizeConfigs (`objects`, imported on
+first use: extra `qat`), placed as the Keras engine places its fake quants.
+Importing tfmot leaves `keras` and `tf.keras` as they were.
 """
 
 import importlib

@@ -95,14 +95,9 @@ def quantize_model_tfmot(model, range_momentum=0.99, freeze_batch_norm=True, har
     Example:
 
     ```python
-    import tf_keras
-    from mnv3_layers.applications import MobileNetV3Small
-    from mnv3_layers.quantization import export_tflite, quantize_model
-
-    float_model = MobileNetV3Small(input_shape=(224, 224, 3), classes=1000)
-    qat = quantize_model(float_model, engine="tfmot")
-    qat.compile(tf_keras.optimizers.Adam(1e-5),
-                "sparse_categorical_crossentropy", jit_compile=False)
+    qat = quantize_model(MobileNetV3Small(), engine="tfmot")
+    qat.compile(tf_keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy",
+                jit_compile=False)  # on CPU
     qat.fit(images, labels, epochs=1)
     export_tflite(qat, "model_int8.tflite", quantization="int8", int8_io=True)
     ```

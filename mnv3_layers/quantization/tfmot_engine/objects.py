@@ -125,13 +125,9 @@ class TFKerasRescaling(tfk.layers.Layer):
 class FirstBatchMovingAverageQuantizer(_quantizers.MovingAverageQuantizer):
     """8-bit asymmetric activation quantizer; range from the first batch on.
 
-    Like tfmot's `MovingAverageQuantizer` (per tensor, range always
-    contains 0, exponential moving average of the batch min/max), but the
-    first training batch sets the range directly instead of averaging
-    into tfmot's initial `[-6, 6]` (with tfmot's decay 0.999 that start
-    takes thousands of steps to fade and clips hard-swish outputs above 6
-    meanwhile). The Keras engine's `ActivationQuantizer` follows the same
-    rule, so both engines' short QAT runs give comparable ranges.
+    tfmot's `MovingAverageQuantizer`, except that the first training batch
+    sets the range instead of averaging into tfmot's initial `[-6, 6]`
+    (the Keras engine's `ActivationQuantizer` rule).
 
     Args:
         range_momentum: moving-average momentum of the range.
@@ -353,10 +349,7 @@ class GateConvQuantizeConfig(_Config):
 class ConvQuantizeConfig(_Config):
     """QuantizeConfig for `Conv2D`: per-channel weights, quantized activation.
 
-    As tfmot's default (weights per output channel, symmetric, narrow
-    range; the output quantized after the layer's activation unless
-    tfmot's Conv+BN(+ReLU) transforms turn it off), with this package's
-    activation range rule.
+    tfmot's default with this package's activation range rule.
 
     Args:
         range_momentum: moving-average momentum of the activation range.
@@ -413,11 +406,9 @@ _OUTPUT_LAYERS = (
 class MobileNetV3QuantizeRegistry(_default_8bit.Default8BitQuantizeRegistry):
     """tfmot's default 8-bit registry with this package's configs.
 
-    Conv2D, DepthwiseConv2D (per-channel), Dense, ReLU, Add, Concatenate,
-    pooling, ReLU activations, hard-swish, hard-sigmoid, multiply and
-    rescaling get this package's configs (first-batch activation ranges);
-    layers tfmot leaves unquantized (Dropout, Flatten, Reshape, ...) keep
-    tfmot's behaviour.
+    Convolutions (per-channel), Dense, ReLU, Add, Concatenate, pooling,
+    hard-swish, hard-sigmoid, multiply and rescaling get this package's
+    configs; other layers keep tfmot's behaviour.
 
     Args:
         range_momentum: moving-average momentum of activation ranges.
