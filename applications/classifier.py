@@ -17,19 +17,10 @@ def build_classifier(variant, input_shape, num_classes, *, head="applications", 
                      name=None):
     """A MobileNetV3 classifier for `num_classes` (inputs in [0, 255], softmax output).
 
-    Two heads, the two models the latency table knows as `top`:
-
-    - `head="applications"`: `MobileNetV3Small/Large(include_top=True,
-      classes=num_classes)` (flat keras.applications layout: pooled 1x1 conv
-      to 1024/1280, `logits`). With `weights`, every layer up to the
-      full-resolution last-stage convolution comes from
-      `MobileNetV3*(include_top=False, weights=weights)` (`"imagenet"`: the
-      official no-top file, or a local weights file); the pooled layer and
-      the classifier start from scratch.
-    - `head="dense"`: the nested layer `"backbone"`
-      (`MobileNetV3Backbone(variant=...)`, any block table), global average
-      pooling `"avg_pool"`, optional `"dropout"`, softmax `Dense`
-      `"classifier"`. The search edits and prunes this model.
+    `head="applications"`: `MobileNetV3Small/Large(include_top=True)`, with
+    `weights` copied in up to the full-resolution last-stage conv.
+    `head="dense"` (the search's): nested `"backbone"` (any block table),
+    `"avg_pool"`, optional `"dropout"`, softmax `Dense` `"classifier"`.
 
     Args:
         variant: `"small"` or `"large"`; with `head="dense"` also an
@@ -43,16 +34,12 @@ def build_classifier(variant, input_shape, num_classes, *, head="applications", 
             application (`head="applications"` only). Defaults to `None`.
         dropout_rate: dropout before the classifier. Defaults to `0.2`.
         bn_momentum: batch-norm momentum. Defaults to `0.99`.
-        name: model name; `None` keeps the application's name
-            (`"MobileNetV3Small"`, ...) or `"mobilenet_v3_classifier"`.
-            Defaults to `None`.
+        name: model name. Defaults to `None` (the application's name, or
+            `"mobilenet_v3_classifier"`).
 
     Returns:
         An uncompiled functional `keras.Model`.
 
-    Raises:
-        ValueError: bad arguments, `weights` with `head="dense"`, or a
-            weights file of another variant.
 
     Example:
 
@@ -106,11 +93,7 @@ def _dense_classifier(variant, input_shape, num_classes, alpha, minimalistic, dr
 
 
 def copy_backbone_weights(source, target):
-    """Copies every weight of `source` (an include_top=False application) into `target` by name.
-
-    Of the `EfficientLastStage`, only the full-resolution convolution and
-    its batch norm are copied (the pooled layer differs with the head).
-    """
+    """Copies `source`'s (no-top application) weights into `target` by name; last stage: conv + BN."""
     for layer in source.layers:
         if not layer.weights:
             continue

@@ -24,13 +24,7 @@ Protocol:
 The search state lives in `--output`: rerunning continues an interrupted
 search or reuses a finished one (`--fresh` starts over).
 
-Defaults: 2000 training images, 700 pre-training steps, 3 fine-tune steps
-per proposal, 300 final steps, delta 0.05. With 600 images and 200 steps
-the models overfit and the test accuracies sat near chance (~0.39), which
-makes the accuracy check meaningless. Measured with these defaults on 2
-idle cores (743 s): latency 0.241 -> 0.171 ms (CPU clock; result / target
-0.888), test accuracy 0.925 -> 0.988, vs 0.983 for the starting model
-trained the same 300 extra steps.
+Defaults and measured results: benchmarks/README.md (`bench_search.py`).
 
 Usage:
 

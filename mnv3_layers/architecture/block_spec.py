@@ -33,13 +33,8 @@ def _is_int(value):
 class BlockSpec:
     """One inverted-residual row of the paper's tables (values at alpha 1.0).
 
-    Attributes:
-        kernel_size: depthwise kernel size (3 or 5 in the paper; any odd int).
-        exp_size: expanded width ("exp size" column).
-        filters: output width ("#out" column).
-        se: whether the block has squeeze-and-excite ("SE" column).
-        activation: `"relu"` (paper "RE") or `"hard_swish"` (paper "HS").
-        strides: depthwise stride, 1 or 2.
+    Columns: `kernel_size` (odd), `exp_size`, `filters` ("#out"), `se`,
+    `activation` (`"relu"` = RE, `"hard_swish"` = HS), `strides` (1 or 2).
     """
 
     kernel_size: int
@@ -90,11 +85,7 @@ class StemSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LastStageSpec:
-    """The efficient last stage (paper section 5.1).
-
-    `exp_size` is the full-resolution 1x1 conv width (960 / 576 at alpha 1);
-    `last_point_filters` the pooled, bias-only 1x1 conv (1280 / 1024).
-    """
+    """The efficient last stage (5.1): 1x1 conv `exp_size`, pooled 1x1 `last_point_filters`."""
 
     exp_size: int
     last_point_filters: int
@@ -133,13 +124,7 @@ def architecture_to_dict(spec):
 
 
 def architecture_from_dict(data, argument="architecture"):
-    """Inverse of `architecture_to_dict`.
-
-    Raises:
-        TypeError: `data` is not a dict.
-        ValueError: a key is missing or a row has unknown fields; the message
-            names `argument` and shows the received value.
-    """
+    """Inverse of `architecture_to_dict`; TypeError / ValueError name `argument`."""
     if not isinstance(data, dict):
         raise TypeError(
             f"`{argument}` must be a dict with the keys 'name', 'stem', 'blocks' and "

@@ -1,10 +1,4 @@
-"""Resolution of a block table into the widths of one concrete model.
-
-`resolve_architecture` is the one place where the width multiplier
-(`alpha`), `minimalistic`, the output stride and the reduced tail are applied;
-the applications, the profile, the latency tables and the search read its
-`ResolvedArchitecture`. Nothing here builds a Keras object.
-"""
+"""`resolve_architecture`: the one place alpha, minimalistic, output stride and reduced tail apply."""
 
 import dataclasses
 import numbers
@@ -16,12 +10,7 @@ from mnv3_layers.layers.make_divisible import make_divisible
 
 @dataclasses.dataclass(frozen=True)
 class BlockConfig:
-    """One block after alpha/minimalistic/output stride are applied.
-
-    `expansion` is the ratio passed to `InvertedResidual`;
-    `expanded_filters` is the width it will build from `in_channels`.
-    `stride` is the block's cumulative output stride (relative to the input).
-    """
+    """One resolved block: `expansion` is `InvertedResidual`'s ratio, `stride` the cumulative one."""
 
     index: int
     in_channels: int
@@ -62,15 +51,10 @@ class ResolvedArchitecture:
 
 
 def tail_start_index(arch):
-    """Index of the first bneck row of the last stage (the paper's C4 -> C5 block).
+    """Index of the last stride-2 row (Large 12, Small 8): the paper's C4 -> C5 block.
 
-    That is the last row with stride 2 in the table: Large row 12 (the
-    672-exp, 160-out block), Small row 8 (288 exp, 96 out). Its expansion
-    output is the SSDLite C4 feature (paper section 6.3) and `reduced_tail`
-    halves it and every layer after it.
-
-    Raises:
-        ValueError: the table has no stride-2 row.
+    Its expansion output is SSDLite's C4 (paper section 6.3); `reduced_tail`
+    halves the layers from it on. Raises ValueError without a stride-2 row.
     """
     arch = get_architecture(arch)
     rows = [i for i, row in enumerate(arch.blocks) if row.strides == 2]
@@ -121,24 +105,12 @@ def resolve_architecture(
 ):
     """Applies width multiplier, minimalistic and output stride to a table.
 
-    The rules are those of keras.applications / TF-slim:
-
-    - block widths are `make_divisible(filters * alpha)`; the stem stays 16;
-    - a block's expansion ratio is `exp_size / in_filters` of the paper row,
-      so the expanded width is `make_divisible(scaled_in * ratio)`;
-    - the last stage's 1x1 conv is `make_divisible(scaled_last * 960/160)`
-      (Large) and the pooled layer is 1280 (1024) unless `alpha > 1`, when it
-      grows to `make_divisible(1280 * alpha)`;
-    - `minimalistic`: every kernel 3x3, every activation ReLU, no SE;
-    - `output_stride` (8, 16 or 32): once the running stride reaches it,
-      later stride-2 blocks use stride 1 and double the dilation instead;
-    - `reduced_tail` (paper section 6.3, TF-slim's `V3_LARGE_DETECTION` /
-      `V3_SMALL_DETECTION`): the output widths of the last-stage blocks
-      (from `tail_start_index`: Large rows 12-14, Small rows 8-10) and of
-      the last stage's 1x1 conv are halved (`round(filters / 2)` before
-      `alpha`); expansion ratios stay relative to the input, as in TF-slim,
-      so the first reduced block keeps its full expansion (672 / 288, the
-      SSDLite C4 tap) and the later ones halve it (960 -> 480, 576 -> 288).
+    keras.applications / TF-slim rules: widths `make_divisible(filters *
+    alpha)` (stem stays 16); expanded width `make_divisible(scaled_in *
+    exp_size / paper_in)`; the pooled layer grows only for `alpha > 1`;
+    `minimalistic`: 3x3, ReLU, no SE; past `output_stride`, stride 2 becomes
+    dilation; `reduced_tail` (TF-slim `V3_*_DETECTION`) halves the outputs
+    from `tail_start_index` on (expansion ratios stay relative to the input).
 
     Args:
         variant: `"large"`, `"small"` or an `ArchitectureSpec`.

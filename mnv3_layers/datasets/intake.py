@@ -1,10 +1,5 @@
-"""The one data intake of the package: arrays or `tf.data` datasets in, checked batches out.
-
-The search and the training workflow both take image-classification data
-through here: argument checks of `(images, labels)` arrays and of datasets,
-the held-out validation split of arrays, the label format (integer or
-one-hot), the number of classes, and batching into a `tf.data` pipeline.
-TensorFlow is imported only when a dataset is made or inspected.
+"""The one data intake (search and training): array/dataset checks, validation split,
+label format, number of classes, batching into `tf.data` (TensorFlow imported lazily).
 """
 
 import dataclasses
@@ -24,12 +19,7 @@ def is_dataset(data):
 
 
 def check_arrays(name, data):
-    """Checks `(images, labels)` arrays; returns them with the images as float32.
-
-    Raises:
-        TypeError: `data` is not a pair.
-        ValueError: no image, images not 4D, or not one label per image.
-    """
+    """Checks `(images, labels)` arrays (a pair, non-empty, 4D, one label each); images as float32."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(
             f"`{name}` must be a tf.data.Dataset of (images, labels) batches or a tuple "
@@ -64,12 +54,7 @@ def first_batch(name, dataset):
 
 
 def split_arrays(x, y, validation_split):
-    """Holds out the last `validation_split` of `(x, y)`: `((x, y), (x_val, y_val))`.
-
-    Raises:
-        ValueError: `validation_split` is not in (0, 1) or leaves no image on
-            one side.
-    """
+    """Holds out the last `validation_split` of `(x, y)`: `((x, y), (x_val, y_val))`."""
     check_fraction("validation_split", validation_split, allow_zero=False)
     n_val = int(round(len(x) * validation_split))
     if n_val < 1 or n_val >= len(x):
@@ -134,12 +119,7 @@ def dataset_to_arrays(dataset, limit=None):
 
 @dataclasses.dataclass
 class ClassificationData:
-    """Training and validation data of a classifier, as arrays or batched datasets.
-
-    Made by `from_inputs`. `train` is a dataset or `None`, `train_arrays`
-    the `(images, labels)` arrays or `None`; `validation` is a dataset or an
-    arrays tuple.
-    """
+    """Classifier data from `from_inputs`: `train` (dataset) or `train_arrays`; `validation`."""
 
     train: object
     train_arrays: object
@@ -160,12 +140,8 @@ class ClassificationData:
                 arrays, the last `validation_split` of `train_data`.
             validation_split: see above. Defaults to `0.2`.
             batch_size: batch size of array data. Defaults to `32`.
-            require_validation: why `validation_data` is required with a
-                dataset (for the message).
+            require_validation: why a dataset needs `validation_data` (message).
 
-        Raises:
-            TypeError, ValueError: as `check_arrays`, `first_batch` and
-                `split_arrays`; a dataset without `validation_data`.
         """
         if is_dataset(train_data):
             images, labels = first_batch("train_data", train_data)[:2]

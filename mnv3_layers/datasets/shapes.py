@@ -8,6 +8,8 @@ import numbers
 
 import numpy as np
 
+from mnv3_layers._validation import check_bool, check_choice
+
 SHAPE_NAMES = ("circle", "square", "triangle")
 
 #: Box format of `make_shapes_detection` (keras-cv name): absolute pixel
@@ -43,11 +45,8 @@ def _check_noise(noise):
 
 
 def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0):
-    """Images with one shape each (circle, square or triangle) and its class.
-
-    Shapes have random size, position and color on a random-colored noisy
-    background; the background and shape colors always differ enough to be
-    visible.
+    """Images with one shape each (circle, square or triangle, random size,
+    position and a color distinct from the noisy background) and its class.
 
     Args:
         num_images: number of images. Defaults to `600`.
@@ -137,11 +136,7 @@ def _make_scenes(num_images, image_size, seed, max_objects, noise):
 
 
 def make_shapes_detection(num_images=200, image_size=128, seed=0, max_objects=4, noise=20.0):
-    """Images with 1 to `max_objects` shapes each, with their boxes and classes.
-
-    Shapes (circle, square, triangle) have random size (box side about 0.15 to
-    0.45 of the image), position and color, do not overlap, and lie on a
-    random-colored noisy background. Boxes are tight around the drawn pixels.
+    """Images with 1 to `max_objects` non-overlapping shapes, their tight boxes and classes.
 
     Args:
         num_images: number of images. Defaults to `200`.
@@ -152,12 +147,9 @@ def make_shapes_detection(num_images=200, image_size=128, seed=0, max_objects=4,
             units. Defaults to `20.0`.
 
     Returns:
-        `(images, {"boxes": boxes, "classes": classes})`, the keras-cv
-        detection contract: `images` float32 `(num_images, size, size, 3)` in
-        [0, 255]; `boxes` float32 `(num_images, max_objects, 4)` in
-        `DETECTION_BOX_FORMAT` (`"xyxy"`, absolute pixels); `classes` float32
-        `(num_images, max_objects)` indexing `SHAPE_NAMES`. Unused rows of
-        `boxes` and `classes` are `-1`.
+        `(images, {"boxes": boxes, "classes": classes})` (keras-cv form):
+        float32 images in [0, 255], boxes `(N, max_objects, 4)` in
+        `DETECTION_BOX_FORMAT`, classes `(N, max_objects)`; unused rows `-1`.
 
     Example:
 
@@ -230,12 +222,12 @@ def make_shapes_dataset(
     >>> [tuple(x.shape) for x, _ in ds]
     [(4, 32, 32, 3), (2, 32, 32, 3)]
     """
-    if not isinstance(task, str) or task not in TASKS:
-        raise ValueError(f"`task` must be one of {TASKS}. Received: task={task!r}")
+    check_choice("task", task, TASKS)
     _check_int("batch_size", batch_size, 1)
-    if not isinstance(shuffle, bool):
-        raise TypeError(f"`shuffle` must be a bool. Received: shuffle={shuffle!r}")
+    check_bool("shuffle", shuffle)
     import tensorflow as tf
+
+    from mnv3_layers.datasets.intake import batch_dataset
 
     if task == "classification":
         data = make_shapes_classification(num_images, image_size, seed, noise)
@@ -243,7 +235,5 @@ def make_shapes_dataset(
         data = make_shapes_detection(num_images, image_size, seed, max_objects, noise)
     else:
         data = make_shapes_segmentation(num_images, image_size, seed, max_objects, noise)
-    dataset = tf.data.Dataset.from_tensor_slices(data)
-    if shuffle:
-        dataset = dataset.shuffle(num_images, seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size)
+    return batch_dataset(tf.data.Dataset.from_tensor_slices(data), batch_size,
+                         shuffle_buffer=num_images if shuffle else None, seed=seed)

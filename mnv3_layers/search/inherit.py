@@ -1,10 +1,4 @@
-"""Weight inheritance between two search models (NetAdapt's filter pruning).
-
-Every variable of a `build_classifier` model is mapped to the channel space
-of each of its axes (a bottleneck group, an expanded width, an SE squeeze
-width, the last stage); the child keeps, per space, the parent's channels
-with the largest normalized L2 kernel norm.
-"""
+"""Weight inheritance between two search models (NetAdapt's filter pruning)."""
 
 import numpy as np
 

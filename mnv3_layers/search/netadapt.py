@@ -1,17 +1,9 @@
-"""NetAdapt-style latency-targeted width search (Howard et al. 2019, section 4.2).
+"""NetAdapt-style latency-targeted width search (paper section 4.2).
 
-`netadapt_search` shrinks the channel counts of a block table (proposals:
-`search.space`) until the latency table, calibrated to end-to-end
-measurements, says the target is met; each iteration fine-tunes every
-proposal briefly after inheriting the current model's weights
-(`search.inherit`) and keeps the best accuracy change per latency change.
-A `NetAdaptRun` drives the steps (`start`, `iterate`, `verify`, `finish`);
-its `SearchState` is what `state.json` holds, so a rerun resumes.
-
-Output folder: `architecture.json` (the dict form `MobileNetV3Backbone(variant=...)`
-accepts), `model.keras`, `search_log.jsonl` (events `start`, `proposal`,
-`iteration`, `verify`, `final`), `result.json` (`SearchResult`) and the
-resumable `state.json` + `*.weights.h5`. Measured searches: `benchmarks/README.md`.
+`netadapt_search` drives a `NetAdaptRun` (`start`, `iterate`, `verify`,
+`finish`) whose `SearchState` is `state.json`, so a rerun resumes. Output
+folder: `architecture.json`, `model.keras`, `search_log.jsonl`, `result.json`,
+`state.json` + `*.weights.h5`. Measured searches: `benchmarks/README.md`.
 
 Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section
 4.2; Yang et al., "NetAdapt", ECCV 2018.
@@ -67,11 +59,7 @@ class SearchInterrupted(Exception):
 
 def build_classifier(spec, input_shape, num_classes, bn_momentum=0.9, dropout_rate=0.0,
                      name="netadapt_classifier"):
-    """`MobileNetV3Backbone(variant=spec)` + global average pooling + softmax `Dense`.
-
-    `mnv3_layers.applications.build_classifier(..., head="dense")`: the
-    backbone is the nested layer `"backbone"`, the classifier the `Dense`
-    layer `"classifier"`.
+    """`mnv3_layers.applications.build_classifier(spec, ..., head="dense")` at the search's defaults.
 
     Args:
         spec: an `ArchitectureSpec` (or its dict form), used at alpha 1.0.
@@ -209,23 +197,11 @@ def _num_classes(data, num_classes):
 
 @dataclasses.dataclass
 class SearchState:
-    """The resumable state of a search, saved as `state.json` after every step.
+    """The resumable state of a search (`state.json`), saved after every step.
 
-    Attributes:
-        settings: the arguments the search was started with (a rerun must
-            match them).
-        phase: `"search"` or `"done"`.
-        iteration: iterations finished.
-        architecture: dict form of the current block table.
-        weights: its weights file in the output folder.
-        accuracy, predicted_ms: its validation accuracy and calibrated
-            predicted latency.
-        scale: calibration factor applied to the table's predictions.
-        target_ms, floor_ms: the target and the smallest reachable latency.
-        start: the starting model's accuracy and latencies.
-        history: one dict per iteration.
-        log_lines: lines of the search log this state covers.
-        result: the `SearchResult` fields once `phase == "done"`.
+    `settings` must match on a rerun; `architecture`, `weights`, `accuracy`,
+    `predicted_ms` describe the current model; `scale` is the calibration;
+    `log_lines` the log lines covered; `result` is set when `phase == "done"`.
     """
 
     version: int = STATE_VERSION
@@ -273,10 +249,7 @@ class SearchState:
 
 
 class NetAdaptRun:
-    """One NetAdapt search in `output_dir`: `start`, then `iterate` / `verify`, `finish`.
-
-    Made by `netadapt_search`, which calls `run()`.
-    """
+    """One NetAdapt search in `output_dir` (made and `run()` by `netadapt_search`)."""
 
     def __init__(self, options, data, latency_table, start_spec, num_classes, output_dir):
         self.options = options
@@ -356,13 +329,7 @@ class NetAdaptRun:
         return model
 
     def measure_now(self, model):
-        """Measured latency of `model` for comparison with the target.
-
-        With `target_ratio`, the starting model is timed again, interleaved
-        with `model`, and their ratio is applied to the starting model's
-        first measurement: under changing background load, two measurements
-        minutes apart are not comparable, the ratio is.
-        """
+        """Measured latency of `model`; with `target_ratio`, timed interleaved with the start."""
         if self.options.target_ratio is None:
             return self.latency.measure(model), {}
         reference = self.build(self.start_spec, self.path(START_WEIGHTS))
@@ -434,10 +401,7 @@ class NetAdaptRun:
         return False
 
     def evaluate_proposals(self, spec, current_ms, required, iteration):
-        """Sizes, fine-tunes and scores every proposal: `(best, number evaluated)`.
-
-        `best` is `(record, model, spec)` of the best score, or `None`.
-        """
+        """Sizes, fine-tunes and scores every proposal: `((record, model, spec) or None, count)`."""
         parent = self.build(spec, self.path(self.state.weights))
         best, evaluated = None, 0
         for p_index, proposal in enumerate(enumerate_proposals(spec, self.options.proposal_kinds)):
@@ -619,22 +583,17 @@ def netadapt_search(
 ):
     """Shrinks a MobileNetV3's widths until it meets a latency target on this CPU.
 
-    NetAdapt as used for MobileNetV3 (paper section 4.2). Until the
-    calibrated latency table says the target is met, every proposal
-    (`enumerate_proposals`) is sized to the largest width that cuts
-    `delta = min(delta_ratio x current, current - target)`, inherits the
-    current weights (`inherit_weights`), is fine-tuned and evaluated; the best
-    `(acc - acc_current) / (latency_current - latency)` becomes current. The
-    result is then measured end to end (recalibrating and going on if it is
-    above `target x (1 + latency_tolerance)`), fine-tuned, measured and saved.
+    Until the calibrated latency table meets the target, each proposal is
+    sized to the largest width cutting `min(delta_ratio x current, current -
+    target)`, inherits the weights, is fine-tuned; the best
+    `(acc - acc_current) / (latency_current - latency)` becomes current.
 
     Args:
         train_data: `(images, labels)` arrays (images `(N, H, W, C)` in
             [0, 255], integer labels or one-hot) or a `tf.data.Dataset` of
             such batches.
-        output_dir: folder for the results and the resumable state; rerun
-            with the same folder and settings to continue an interrupted
-            search (a finished one returns its result; other settings raise).
+        output_dir: folder for the results and the resumable state (rerun
+            with the same settings to continue).
         target_ms: latency target in milliseconds (the table's clock and
             statistic). Pass this or `target_ratio`.
         target_ratio: target as a fraction in (0, 1) of the starting
@@ -649,8 +608,7 @@ def netadapt_search(
             (`flatten_architecture`). Defaults to `1.0`, `False`.
         num_classes: classifier width. Defaults to `None`: from the labels.
         latency_table: a `LatencyTable`, a path to its cache file, or `None`
-            (`LatencyTable()`). For inputs <= ~96 px use `cache="warm"`
-            (the default `"mixed"` over-rates cuts that touch the head).
+            (`LatencyTable()`; for inputs <= ~96 px use `cache="warm"`).
         delta_ratio: each iteration cuts at least this fraction of the
             current latency. Defaults to `0.05`.
         finetune_steps: training steps per proposal. Defaults to `50`.
@@ -664,20 +622,15 @@ def netadapt_search(
         proposal_kinds: subset of `("expansion", "bottleneck")`.
             Defaults to both.
         max_iterations: stop after this many iterations. Defaults to `50`.
-        calibrate: measure the starting model end to end, scale the table's
-            predictions to it and verify the result end to end (with
-            `target_ratio`: interleaved with the starting model).
-            Defaults to `True`.
+        calibrate: scale the table to the measured starting model and verify
+            the result end to end. Defaults to `True`.
         latency_tolerance: measured latency may exceed the target by this
             fraction. Defaults to `0.02`.
-        run_eagerly: `True` / `False` for every model, or `"auto"`: the
-            proposals run eagerly when `finetune_steps <= 20` (tracing costs
-            more than a few steps), the rest traced. Defaults to `"auto"`.
+        run_eagerly: `True`, `False`, or `"auto"` (proposals eager when
+            `finetune_steps <= 20`). Defaults to `"auto"`.
         seed: random seed. Defaults to `0`.
-        on_iteration_end: optional callable receiving each iteration's
-            record after the state is saved; raising (e.g.
-            `SearchInterrupted`) stops the search, which a rerun continues.
-            Defaults to `None`.
+        on_iteration_end: callable receiving each iteration's record; raising
+            (`SearchInterrupted`) stops the search. Defaults to `None`.
         verbose: 0 (silent) or 1 (one line per proposal and iteration).
             Defaults to `1`.
 
@@ -685,10 +638,8 @@ def netadapt_search(
         A `SearchResult`.
 
     Raises:
-        ValueError: a non-positive target, a target below the smallest
-            reachable latency (the message gives that floor), empty data,
-            an `output_dir` holding a search with other settings, bad
-            arguments.
+        ValueError: bad arguments or data, a target below the reachable
+            floor, an `output_dir` holding a search with other settings.
 
     Example:
 

@@ -18,11 +18,7 @@ def json_default(value):
 
 
 class SearchLog:
-    """Append-only JSON-lines log whose committed length is kept in the search state.
-
-    Opening it cuts the file back (atomically) to its first `committed`
-    lines, so a resumed search continues from its last saved state.
-    """
+    """Append-only JSON-lines log; opening it cuts the file back to `committed` lines."""
 
     def __init__(self, path, committed):
         self.path = path
@@ -61,14 +57,11 @@ class SearchResult:
             when calibrated).
         floor_ms: predicted latency of the smallest reachable table.
         start_latency_ms, final_latency_ms: measured end to end (`None` when
-            `calibrate=False`). With `target_ratio`, the result is timed
-            interleaved with the starting model and `final_latency_ms` is
-            `start_latency_ms x` their ratio, so background load that
-            changed since the start does not count.
+            `calibrate=False`; with `target_ratio`, `final_latency_ms` is
+            `start_latency_ms x` the ratio of the two timed interleaved).
         start_predicted_ms, final_predicted_ms: calibrated table predictions.
         start_accuracy: validation accuracy of the starting model.
-        search_accuracy: validation accuracy at the end of the search,
-            before the final fine-tune.
+        search_accuracy: validation accuracy before the final fine-tune.
         final_accuracy: validation accuracy after the final fine-tune.
         iterations: number of search iterations done.
         history: one dict per iteration (chosen proposal, latency, accuracy).

@@ -1,10 +1,8 @@
 """The NetAdapt search space: block tables as JSON, channel structure and proposals.
 
-A proposal shrinks one channel count in steps of 8: one block's expanded
-width, the last stage's 1x1 conv, or the width shared by a bottleneck group
-(the tensors joined by residual adds). A proposal that would add or remove an
-expand convolution or a residual connection is invalid, so weights can be
-inherited one to one.
+A proposal shrinks one channel count in steps of 8 (an expanded width, the last
+stage's 1x1 conv, or a bottleneck group's width) without adding or removing an
+expand convolution or a residual connection.
 """
 
 import dataclasses
@@ -54,11 +52,7 @@ def load_architecture(path):
 
 
 def flatten_architecture(variant="small", alpha=1.0, minimalistic=False):
-    """A block table with absolute widths, alpha and minimalistic applied once.
-
-    `resolve_architecture(flatten_architecture(v, a, m))` has the same
-    widths, kernels, activations and SE as `resolve_architecture(v, a, m)`,
-    so the search edits absolute channel counts with `alpha=1.0`.
+    """A block table with absolute widths: `resolve_architecture(v, a, m)` at `alpha=1.0`.
 
     Example:
 
@@ -126,11 +120,8 @@ def bottleneck_groups(spec):
 class Proposal:
     """One channel count the search may shrink.
 
-    Attributes:
-        kind: `"expansion"` (block `index`'s expanded width),
-            `"last_stage"` (the last stage's 1x1 conv) or `"bottleneck"`
-            (group `index` of `bottleneck_groups`).
-        index: block or group index (`None` for `"last_stage"`).
+    `kind`: `"expansion"` (block `index`), `"last_stage"` (`index` None) or
+    `"bottleneck"` (group `index` of `bottleneck_groups`).
     """
 
     kind: str
@@ -152,12 +143,7 @@ def proposal_width(spec, proposal):
 
 
 def apply_proposal(spec, proposal, width, structure=None):
-    """`spec` with the channel count of `proposal` set to `width`.
-
-    Returns `None` when the result would add or remove an expand
-    convolution or a residual connection (compared with `structure`,
-    default: `spec`'s own), so weights can be inherited one to one.
-    """
+    """`spec` with `proposal`'s width set; `None` if that changes `structure` (default: `spec`'s)."""
     blocks = list(spec.blocks)
     stem, last = spec.stem, spec.last_stage
     if proposal.kind == "expansion":
