@@ -13,6 +13,7 @@ from mnv3_layers import InvertedResidual
 from mnv3_layers.applications import MobileNetV3Backbone, MobileNetV3Large, MobileNetV3Small
 from mnv3_layers.applications.backbone import FeatureInfo, feature_taps
 from mnv3_layers.architecture.block_spec import (
+    ARCHITECTURES,
     LARGE,
     SMALL,
     ArchitectureSpec,
@@ -22,6 +23,10 @@ from mnv3_layers.architecture.block_spec import (
     resolve_architecture,
     tail_start_index,
 )
+from mnv3_layers.testing import run_backbone_test
+
+# Every registered architecture, from the registry (not a hand-written list).
+VARIANTS = sorted(ARCHITECTURES)
 
 # --- Tap tables --------------------------------------------------------------
 
@@ -66,6 +71,10 @@ SMALL_TAPS_32 = [
 TAPS_32 = {"large": LARGE_TAPS_32, "small": SMALL_TAPS_32}
 
 
+def test_every_variant_has_a_spelled_out_tap_table():
+    assert set(TAPS_32) == set(VARIANTS)
+
+
 def _expected_taps(variant, output_stride):
     """OS 32 table with every stride capped at `output_stride` (names, levels unchanged)."""
     return [
@@ -78,7 +87,7 @@ def _rows(taps):
     return [(t.name, t.stride, t.channels, t.kind, t.level) for t in taps]
 
 
-@pytest.mark.parametrize("variant", ["large", "small"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("output_stride", [32, 16, 8])
 def test_tap_table(variant, output_stride):
     taps = feature_taps(variant, output_stride=output_stride)
@@ -113,7 +122,7 @@ def test_expansion_tap_is_tf_slim_c4():
         )
 
 
-@pytest.mark.parametrize("variant", ["large", "small"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("output_stride", [32, 8])
 def test_backbone_exposes_the_tap_list(variant, output_stride):
     backbone = MobileNetV3Backbone(variant, output_stride=output_stride)
@@ -132,7 +141,7 @@ def test_backbone_exposes_the_tap_list(variant, output_stride):
     assert backbone.output_shape[-1] == levels["P5"].channels
 
 
-@pytest.mark.parametrize("variant", ["large", "small"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("size", [(256, 256), (320, 256)])
 def test_pyramid_sizes_from_model_outputs(variant, size):
     height, width = size
@@ -356,7 +365,7 @@ def test_reduced_tail_with_alpha_and_minimalistic():
 
 
 def test_reduced_tail_default_is_unchanged_behaviour():
-    for variant in ("large", "small"):
+    for variant in VARIANTS:
         assert resolve_architecture(variant) == resolve_architecture(variant, reduced_tail=False)
         assert resolve_architecture(variant, 1.0, False, 16, 8) == resolve_architecture(
             variant, output_stride=16
@@ -483,3 +492,54 @@ def test_weights_file_of_other_variant_is_rejected(tmp_path):
     MobileNetV3Backbone("small").save_weights(path)
     with pytest.raises(ValueError, match="does not match"):
         MobileNetV3Backbone("small", reduced_tail=True, weights=path)
+
+
+# --- run_backbone_test over the registry ---------------------------------------
+
+SIZE = 64
+
+
+def _pyramid_sizes(output_stride):
+    """(rows, cols) of P1..P5 on a SIZE x SIZE input: nominal stride 2**n, capped."""
+    return [(-(-SIZE // min(2**n, output_stride)),) * 2 for n in range(1, 6)]
+
+
+@pytest.mark.parametrize("reduced_tail", [False, True])
+@pytest.mark.parametrize("output_stride", [32, 16, 8])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_run_backbone_test(variant, output_stride, reduced_tail):
+    # The full checks (save/load, mixed precision) once per variant and tail;
+    # the dilated strides change shapes and metadata only.
+    full = output_stride == 32
+    run_backbone_test(
+        MobileNetV3Backbone,
+        {"variant": variant, "alpha": 0.35, "input_shape": (SIZE, SIZE, 3),
+         "output_stride": output_stride, "reduced_tail": reduced_tail},
+        np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32"),
+        expected_output_shape=(2, *_pyramid_sizes(output_stride)[-1],
+                               resolve_architecture(variant, 0.35, reduced_tail=reduced_tail)
+                               .last_stage_filters),
+        expected_pyramid_output_keys=["P1", "P2", "P3", "P4", "P5"],
+        expected_pyramid_image_sizes=_pyramid_sizes(output_stride),
+        run_save_load_check=full,
+        run_mixed_precision_check=full,
+    )
+
+
+def test_run_backbone_test_catches_wrong_expectations():
+    kwargs = {"variant": "small", "alpha": 0.35, "input_shape": (SIZE, SIZE, 3)}
+    data = np.zeros((1, SIZE, SIZE, 3), "float32")
+    with pytest.raises(AssertionError, match="pyramid sizes"):
+        run_backbone_test(
+            MobileNetV3Backbone, kwargs, data, expected_output_shape=(1, 2, 2, 192),
+            expected_pyramid_output_keys=["P1", "P2", "P3", "P4", "P5"],
+            expected_pyramid_image_sizes=_pyramid_sizes(16),
+            run_save_load_check=False, run_mixed_precision_check=False,
+        )
+    with pytest.raises(AssertionError, match="keys"):
+        run_backbone_test(
+            MobileNetV3Backbone, kwargs, data, expected_output_shape=(1, 2, 2, 192),
+            expected_pyramid_output_keys=["P2", "P3", "P4", "P5"],
+            expected_pyramid_image_sizes=_pyramid_sizes(32)[1:],
+            run_save_load_check=False, run_mixed_precision_check=False,
+        )

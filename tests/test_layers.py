@@ -13,6 +13,9 @@ import keras
 import numpy as np
 import pytest
 
+import mnv3_layers
+import mnv3_layers.applications.lraspp  # noqa: F401  (registers the application models)
+import mnv3_layers.applications.ssdlite  # noqa: F401
 from mnv3_layers import (
     EfficientLastStage,
     HardSigmoid,
@@ -375,12 +378,34 @@ def test_activation_layers_on_4d_input():
 # --- registration -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "cls", [HardSigmoid, HardSwish, SqueezeExcite, InvertedResidual, EfficientLastStage]
+# The package's public layers, from its `__all__` (not a hand-written list).
+PUBLIC_LAYERS = [
+    obj for obj in (getattr(mnv3_layers, name) for name in mnv3_layers.__all__)
+    if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)
+]
+# Everything registered under the package (layers, internal layers, models).
+REGISTERED = sorted(
+    name for name in keras.saving.get_custom_objects() if name.startswith("mnv3_layers>")
 )
+
+
+def test_public_layer_list_is_derived_and_complete():
+    assert set(PUBLIC_LAYERS) >= {
+        HardSigmoid, HardSwish, SqueezeExcite, InvertedResidual, EfficientLastStage
+    }
+
+
+@pytest.mark.parametrize("cls", PUBLIC_LAYERS, ids=lambda cls: cls.__name__)
 def test_registered_under_package(cls):
     assert keras.saving.get_registered_name(cls) == f"mnv3_layers>{cls.__name__}"
     assert keras.saving.get_registered_object(f"mnv3_layers>{cls.__name__}") is cls
+
+
+@pytest.mark.parametrize("registered_name", REGISTERED)
+def test_every_registered_object_round_trips_its_name(registered_name):
+    obj = keras.saving.get_registered_object(registered_name)
+    assert keras.saving.get_registered_name(obj) == registered_name
+    assert registered_name == f"mnv3_layers>{obj.__name__}"
 
 
 # --- validation -------------------------------------------------------------

@@ -35,34 +35,21 @@ def run_layer_test(
 ):
     """Checks a layer class in one call; raises `AssertionError` on failure.
 
-    The checks, each on a fresh instance of `layer_cls(**init_kwargs)`:
+    Each check runs on a fresh `layer_cls(**init_kwargs)`:
 
-    1. Serialization: `get_config()` -> `from_config()` gives an equal
-       config, the config survives `json.dumps`/`json.loads`, and
-       `keras.saving.serialize_keras_object` -> `deserialize_keras_object`
-       works *without* `custom_objects` (the class must be registered) and
-       gives the same class and config.
-    2. Weights: right after `layer.build(input_shape)` (before any call)
-       the layer has exactly `expected_num_trainable_weights` trainable and
-       `expected_num_non_trainable_weights` non-trainable weights.
-    3. Symbolic shapes: calling the layer on a `keras.KerasTensor` of
-       `input_shape`, and on `keras.Input(input_shape[1:])` (unknown batch),
-       gives the shape of `compute_output_shape` and `expected_output_shape`.
-    4. Eager values: the output of a call on `input_data` (random normal of
-       `input_shape` if not given) has `expected_output_shape`, is finite and
-       matches `expected_output` (when given) within `atol`/`rtol`.
-    5. Training (`run_training_check`): one `fit` step of a model wrapping
-       the layer (SGD, mean squared error to a random target) gives a
-       finite loss and changes every trainable weight (a weight that does
-       not change gets no gradient: it is disconnected).
-    6. Mixed precision (`run_mixed_precision_check`): with
-       `dtype="mixed_float16"` the output is float16, every variable is
-       float32, every sublayer carries the policy, and the policy survives
-       the config round trip.
-    7. Saving (`run_save_load_check`): a model wrapping the layer, with
-       every variable set to random values, saved as `.keras` to a temporary
-       folder and loaded back without `custom_objects`, gives the same
-       outputs (within `atol`/`rtol`).
+    1. serialization: `get_config` -> `from_config`, a JSON round trip, and
+       `serialize_keras_object` -> `deserialize_keras_object` without
+       `custom_objects` (the class must be registered) keep the config;
+    2. weights: right after `build(input_shape)` the exact expected numbers
+       of trainable and non-trainable weights, with unique paths;
+    3. symbolic shapes: known and unknown batch both give
+       `compute_output_shape` and `expected_output_shape`;
+    4. eager values: finite, of `expected_output_shape`, equal to
+       `expected_output` (when given) within `atol`/`rtol`;
+    5. training: one SGD `fit` step changes every trainable weight;
+    6. mixed precision: `dtype="mixed_float16"` gives float16 outputs,
+       float32 variables, the policy on every sublayer and in the config;
+    7. saving: `.keras` save and load (random weights) gives the same outputs.
 
     Args:
         layer_cls: the layer class to test.
@@ -102,23 +89,9 @@ def run_layer_test(
     ...     run_training_check=False,
     ... )
     """
-    if not isinstance(init_kwargs, dict):
-        raise TypeError(f"`init_kwargs` must be a dict. Received: init_kwargs={init_kwargs!r}")
-    input_shape = tuple(input_shape)
-    if any(d is None for d in input_shape):
-        raise ValueError(
-            f"`input_shape` must be fully known. Received: input_shape={input_shape}"
-        )
-    expected_output_shape = tuple(expected_output_shape)
     rng = np.random.default_rng(seed)
-    if input_data is None:
-        input_data = rng.standard_normal(input_shape).astype("float32")
-    else:
-        input_data = np.asarray(input_data)
-        _check(
-            input_data.shape == input_shape,
-            f"`input_data` has shape {input_data.shape} but input_shape={input_shape}",
-        )
+    input_shape, input_data = _prepare_input(init_kwargs, input_shape, input_data, rng)
+    expected_output_shape = tuple(expected_output_shape)
     name = layer_cls.__name__
 
     _check_serialization(layer_cls, init_kwargs, name)
@@ -192,6 +165,25 @@ def assert_raises_for_argument(
 
 
 # --- individual checks ------------------------------------------------------
+
+
+def _prepare_input(init_kwargs, input_shape, input_data, rng):
+    """-> (input_shape as a tuple, input data), both checked."""
+    if not isinstance(init_kwargs, dict):
+        raise TypeError(f"`init_kwargs` must be a dict. Received: init_kwargs={init_kwargs!r}")
+    input_shape = tuple(input_shape)
+    if any(d is None for d in input_shape):
+        raise ValueError(
+            f"`input_shape` must be fully known. Received: input_shape={input_shape}"
+        )
+    if input_data is None:
+        return input_shape, rng.standard_normal(input_shape).astype("float32")
+    input_data = np.asarray(input_data)
+    _check(
+        input_data.shape == input_shape,
+        f"`input_data` has shape {input_data.shape} but input_shape={input_shape}",
+    )
+    return input_shape, input_data
 
 
 def _check(condition, message):
