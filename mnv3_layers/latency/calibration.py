@@ -1,9 +1,7 @@
 """Whole-model correction of a latency table's sums: scale, intercept or L2 spill.
 
-A whole model differs from the sum of its separately timed components
-(`LatencyTable.predict_configs`). `fit_calibration` fits one of three
-corrections from a few measured whole models; `LatencyTable.calibrate` stores
-it in the table file (per clock, cache mode and statistic):
+`fit_calibration` fits a correction of a table's sum of separately timed
+components from a few measured whole models (`LatencyTable.calibrate`):
 
     total = scale x sum + intercept_ms + spill_ms_per_mib x spill_mib
 
@@ -79,13 +77,9 @@ def l2_cache_bytes(cpu=0, sysfs="/sys/devices/system/cpu"):
 def spill_mib(configs, l2_bytes, is_cold=lambda config: False):
     """MiB of stem and block weights that a whole model streams past L2 per inference.
 
-    All stem and block weights count once the model's weights (all
-    components) exceed `l2_bytes`; none do below it. The head and the
-    components for which `is_cold(config)` is true (timed cold, so already
-    paying for their weights) are left out.
-
-    Returns:
-        MiB (float); 0 when the model's weights fit in L2.
+    0 when all the model's weights fit in `l2_bytes`; else every stem and
+    block weight counts, except the head's and those of components
+    `is_cold(config)` (timed cold, they already pay for their weights).
     """
     configs = list(configs)
     if sum(component_weight_bytes(c) for c in configs) <= l2_bytes:
@@ -159,18 +153,10 @@ def check_arguments(measurements, kind, l2_bytes):
 
 
 def fit_calibration(points, kind, l2_bytes, cache):
-    """Fits one correction to measured whole models.
+    """`(value, entry)`: the fitted correction of `kind` and the table file's entry.
 
-    Args:
-        points: one dict per model: `raw_predicted_ms` (the uncorrected
-            sum), `measured_ms`, `spill_mib` (and anything else to store).
-        kind: `"scale"`, `"intercept"` or `"spill"`.
-        l2_bytes: the L2 size the points' `spill_mib` were computed with.
-        cache: the table's cache mode (for the error message).
-
-    Returns:
-        `(value, entry)`: the fitted scale, intercept (ms) or cost (ms per
-        MiB), and the entry the table file stores.
+    `points` hold one dict per model (`raw_predicted_ms`, `measured_ms`,
+    `spill_mib` at `l2_bytes`, more to store); `cache` is for the message.
     """
     scale, intercept, per_mib = 1.0, 0.0, 0.0
     if kind == "intercept":

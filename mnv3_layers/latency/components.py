@@ -62,12 +62,8 @@ class StemConfig:
 
     Attributes:
         height, width, in_channels: input size.
-        filters: output channels.
-        kernel_size: conv kernel size.
-        strides: conv stride.
-        activation: `"relu"` or `"hard_swish"`.
-        preprocessing: whether the input rescaling from [0, 255] to [-1, 1]
-            (`include_preprocessing=True`) is included.
+        filters, kernel_size, strides, activation: of the convolution.
+        preprocessing: the input rescaling (`include_preprocessing`) is included.
     """
 
     height: int
@@ -107,12 +103,9 @@ class BneckConfig:
 
     Attributes:
         height, width, in_channels: input size.
-        expanded_filters: expanded (depthwise) width; equal to `in_channels`
-            when the block has no expand convolution.
+        expanded_filters: depthwise width (`in_channels`: no expand conv).
         filters: output width.
-        kernel_size: depthwise kernel size.
-        strides: depthwise stride, 1 or 2.
-        dilation_rate: depthwise dilation.
+        kernel_size, strides, dilation_rate: of the depthwise convolution.
         se: squeeze-and-excite (ratio 0.25 of the expanded width).
         activation: `"relu"` or `"hard_swish"`.
     """
@@ -162,12 +155,9 @@ class HeadConfig:
 
     Attributes:
         height, width, in_channels: input size.
-        filters: width of the last stage's 1x1 conv (960 / 576 at alpha 1).
-        activation: `"relu"` or `"hard_swish"`.
-        top: `"features"`, `"avg"`, `"applications"` or `"dense"` (see the
-            module docstring).
-        last_point_filters: pooled 1x1 conv width for `top="applications"`
-            (1280 / 1024), else 0.
+        filters, activation: of the last stage's 1x1 conv (960 / 576 at alpha 1).
+        top: `"features"`, `"avg"`, `"applications"` or `"dense"` (`model_configs`).
+        last_point_filters: pooled 1x1 conv width for `"applications"`, else 0.
         classes: classifier width for `"applications"` and `"dense"`, else 0.
     """
 
@@ -259,24 +249,20 @@ def model_configs(
     Computed from the block table alone (nothing is built).
 
     Args:
-        variant: `"large"`, `"small"`, an `ArchitectureSpec` or its dict form
-            (as written by `mnv3_layers.search`). Defaults to `"large"`.
+        variant: `"large"`, `"small"`, an `ArchitectureSpec` or its dict form.
+            Defaults to `"large"`.
         alpha, minimalistic, output_stride, reduced_tail: as for
             `resolve_architecture`.
         input_shape: `(height, width, channels)`. Defaults to `(224, 224, 3)`.
-        top: what follows the last stage: `"applications"` (the
-            applications' `include_top=True`), `"features"` (the backbone /
-            `include_top=False`), `"avg"` (`include_top=False,
-            pooling="avg"`) or `"dense"` (the search's classifier).
-            Defaults to `"applications"`.
-        classes: classifier width for `"applications"` and `"dense"`.
-            Defaults to `1000`.
+        top: `"applications"` (`include_top=True`), `"features"`
+            (`include_top=False`), `"avg"` (`pooling="avg"`) or `"dense"`
+            (the search's classifier). Defaults to `"applications"`.
+        classes: classifier width. Defaults to `1000`.
         include_preprocessing: the input rescaling is part of the stem.
             Defaults to `True`.
 
     Returns:
-        A tuple: one `StemConfig`, one `BneckConfig` per block, one
-        `HeadConfig`.
+        `(StemConfig, BneckConfig per block..., HeadConfig)`.
 
     Example:
 

@@ -59,15 +59,8 @@ class LatencyReport:
 
     Attributes:
         median_ms, p10_ms, p90_ms, mean_ms, std_ms, min_ms, max_ms: statistics
-            of the timed runs (`std_ms` is the sample standard deviation, 0
-            for a single run; percentiles are linearly interpolated).
-        runs: number of timed runs.
-        warmup: number of untimed warm-up runs before them.
-        runtime: `"keras"` or `"tflite"`.
-        num_threads: the requested thread count (see `notes` for whether the
-            Keras runtime could apply it).
-        batch_size: batch size of the input.
-        input_shape: input shape without the batch dimension.
+            of the timed runs (`std_ms`: sample standard deviation, 0 for one run).
+        runs, warmup, runtime, num_threads, batch_size, input_shape: as measured.
         input_dtype: dtype of the input fed to the model.
         source: what was measured, in words.
         notes: anything that qualifies the numbers (e.g. threads not applied).
@@ -433,11 +426,10 @@ def measure_latency(
 ):
     """Measures the inference latency of a model on this CPU.
 
-    Runs `warmup` untimed forward passes, then `runs` timed ones on a fixed
-    seeded input, and reports statistics of the per-run wall-clock time
-    (`time.perf_counter`). The paper's protocol is
-    `runtime="tflite", num_threads=1, batch_size=1`. See the module docstring
-    for what each runtime times and how threads are handled.
+    `warmup` untimed forward passes, then `runs` timed ones on a fixed seeded
+    input (`time.perf_counter`). The paper's protocol is `runtime="tflite",
+    num_threads=1, batch_size=1`; the module docstring says what each
+    runtime times.
 
     Args:
         model_or_path: a `keras.Model`, a path to a `.keras` file, a path to a
@@ -445,33 +437,25 @@ def measure_latency(
         input_shape: input shape without the batch dimension, e.g.
             `(224, 224, 3)`. Required only when the model's input shape has
             unknown dimensions. Defaults to `None` (read from the model).
-        runtime: `"keras"` (the Keras model, traced once with `tf.function`
-            on TensorFlow) or `"tflite"` (the LiteRT interpreter; a Keras model
-            is converted to float TFLite first). TFLite sources need
-            `"tflite"`. Defaults to `"keras"`.
-        num_threads: CPU threads. Exact for `"tflite"`; for `"keras"` on
-            TensorFlow applied only if TensorFlow's process-wide thread pools
-            are not yet initialized (otherwise a warning, once, and a note in
-            the report). Defaults to `1`.
+        runtime: `"keras"` or `"tflite"` (the LiteRT interpreter; a Keras
+            model is converted first). Defaults to `"keras"`.
+        num_threads: CPU threads (for `"keras"`, only if TensorFlow's pools
+            have not started; else a warning and a note). Defaults to `1`.
         batch_size: batch size of the input. Defaults to `1`.
         warmup: untimed runs before timing, >= 0. Defaults to `10`.
         runs: timed runs, >= 1. Defaults to `50`.
         seed: seed of the input values. Defaults to `0`.
 
     Returns:
-        A `LatencyReport` (frozen dataclass; `str(report)` is readable,
-        `report.to_dict()` is JSON-serializable).
+        A `LatencyReport` (`str(report)` is readable, `to_dict()` JSON-ready).
 
     Raises:
-        ValueError: `runtime` not in `("keras", "tflite")`, a bad
-            `num_threads`/`batch_size`/`warmup`/`runs`/`input_shape`, an
-            unknown input shape without `input_shape`, a file that is not a
-            TFLite flatbuffer (no `TFL3` identifier at bytes 4:8) or `.keras`
-            file, a TFLite source with `runtime="keras"`.
-        FileNotFoundError: `model_or_path` is a path that does not exist.
+        ValueError: a bad argument, an unknown input shape without
+            `input_shape`, a file that is neither TFLite nor `.keras`, a
+            TFLite source with `runtime="keras"`.
+        FileNotFoundError: a path that does not exist.
         TypeError: `model_or_path` is not a model, path or bytes.
-        ImportError: `runtime="tflite"` without `ai-edge-litert` installed
-            (`pip install "mnv3-layers[litert]"`).
+        ImportError: `runtime="tflite"` without `ai-edge-litert` (extra `litert`).
 
     Example:
 

@@ -1,17 +1,10 @@
 """The one home of TFLite conversion, LiteRT interpreters and interpreter timing.
 
-Every part of the package that converts a Keras model to a TFLite flatbuffer
-(`tf.lite.TFLiteConverter`) or runs one (the LiteRT `Interpreter` of
-`ai-edge-litert`, extra `litert`) goes through this module:
-
-- conversion: `frozen_converter` (the call traced once, variables frozen
-  to constants, `from_concrete_functions`), `keras_converter`
-  (`from_keras_model`), `quiet_conversion` (silences the converter's
-  chatter), and the float helpers `convert_float_tflite` and
-  `convert_to_tflite`;
-- interpreters: `import_litert_interpreter`, `make_interpreter`
-  (threads, with or without the default XNNPACK delegate);
-- timing: `make_input`, `TFLiteTimer`, `flush_caches`, `time_runners`.
+Every converter (`tf.lite.TFLiteConverter`) and every LiteRT interpreter
+(`ai-edge-litert`, extra `litert`) of the package comes from here:
+`frozen_converter` / `keras_converter` / `quiet_conversion` (and the float
+helpers `convert_float_tflite`, `convert_to_tflite`), `make_interpreter`,
+and the timer: `TFLiteTimer`, `time_runners`, `flush_caches`, `make_input`.
 """
 
 import contextlib
@@ -133,16 +126,10 @@ def import_litert_interpreter():
 
 
 def make_interpreter(model_path=None, model_content=None, num_threads=1, delegate=True):
-    """A LiteRT interpreter of a `.tflite` file or of flatbuffer bytes.
+    """A LiteRT interpreter of a `.tflite` file (`model_path`) or of bytes (`model_content`).
 
-    Args:
-        model_path: path of a TFLite file. Defaults to `None`.
-        model_content: flatbuffer bytes, used when `model_path` is `None`.
-            Defaults to `None`.
-        num_threads: interpreter threads. Defaults to `1`.
-        delegate: keep the default CPU delegate (XNNPACK); `False` runs the
-            builtin kernels, whose ops `get_ops_details` then lists one by
-            one. Defaults to `True`.
+    `delegate=False` runs the builtin kernels without the default XNNPACK
+    delegate (so `get_ops_details` lists every op).
     """
     Interpreter = import_litert_interpreter()
     kwargs = {"num_threads": num_threads}
@@ -200,21 +187,17 @@ def _target_shape(detail, input_shape, batch_size, description):
 class TFLiteTimer:
     """One TFLite model in a LiteRT interpreter with a fixed seeded input.
 
-    `run()` is one `invoke()`; `reload_input()` writes the input again
-    (after a cache flush this puts the input, but not the weights, back in
-    cache, as in a whole model where a block's input was just written by
-    the block before it).
+    `run()` is one `invoke()`; `reload_input()` writes the input again (after
+    a cache flush: the input, not the weights, back in cache).
 
     Args:
-        flatbuffer: TFLite bytes (or `None` with `model_path`).
+        flatbuffer: TFLite bytes, or `None` with `model_path`.
         num_threads: interpreter threads. Defaults to `1`.
         seed: seed of the input values (`make_input`). Defaults to `0`.
-        model_path: a `.tflite` file instead of `flatbuffer`. Defaults to `None`.
-        input_shape, batch_size: run at `(batch_size, *input_shape)` (the
-            input is resized); `None` keeps the model's own size (an unknown
-            one needs `input_shape`). Defaults to `None`.
-        description: the model, in words, for error messages.
-            Defaults to `"the model"`.
+        model_path: a `.tflite` file instead. Defaults to `None`.
+        input_shape, batch_size: run resized to `(batch_size, *input_shape)`.
+            Defaults to `None` (the model's own shape).
+        description: the model in error messages. Defaults to `"the model"`.
     """
 
     def __init__(self, flatbuffer=None, num_threads=1, seed=0, *, model_path=None,
@@ -300,14 +283,10 @@ def time_runners(timers, warmup, runs, cold=False, rounds=5, rewarm=True):
     """Times `TFLiteTimer`s on two clocks, warm and (optionally) cold, interleaved.
 
     After `warmup` untimed runs each, `runs` timed runs per timer are split
-    into up to `rounds` rounds; each round runs every timer in turn, so
-    background load spreads over all of them. Each run is timed on the wall
-    clock (`time.perf_counter`) and on the calling thread's CPU clock
-    (`time.thread_time_ns`, which leaves out time spent waiting for a core).
-    With `rewarm=True` one untimed run starts each timer's warm runs in
-    every round (the other timers evicted its data). With `cold=True` (or
-    one bool per timer) a timer also gets `runs` cold runs, each after
-    `flush_caches()` and `reload_input()`.
+    into up to `rounds` rounds, each running every timer in turn, timed on
+    the wall clock and the calling thread's CPU clock. `rewarm`: one untimed
+    run first in every round. `cold` (a bool, or one per timer): also `runs`
+    runs each after `flush_caches()` and `reload_input()`.
 
     Returns:
         One dict per timer: `median_ms`, `min_ms`, `p10_ms`, `p90_ms` (wall,
