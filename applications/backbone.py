@@ -1,22 +1,10 @@
 """MobileNetV3 as a feature-extractor backbone for detection and segmentation heads.
 
-`MobileNetV3Backbone` is a functional `keras.Model` (keras-hub Backbone
-style) whose output is the last feature map (the efficient last stage
-without its pooled head: 960 channels for Large, 576 for Small). Its feature
-taps come from one list, `feature_taps(...)`, computed from the block table
-without building or running anything, and are exposed three ways:
-
-- `pyramid_level_inputs`: `{"P1": layer_name, ..., "P5": layer_name}`, the
-  keras-cv contract (RetinaNet, YOLOV8Detector, DeepLabV3Plus read it);
-- `pyramid_outputs`: `{"P1": tensor, ..., "P5": tensor}`, the keras-hub
-  contract;
-- `feature_info`: every tap (`FeatureInfo`: name, stride, channels, kind,
-  level), including the SSDLite C4 expansion tap (`expansion_tap`).
-
-Layer names are those of `MobileNetV3Large/Small(include_top=False)`
-(`conv`, `conv_bn`, `conv_activation`, `expanded_conv`, `expanded_conv_1`,
-..., `last_stage`), so weights files and `set_weights` are shared with the
-applications.
+`MobileNetV3Backbone` (keras-hub Backbone style) exposes its feature taps,
+computed from the block table by `feature_taps`, as keras-cv's
+`pyramid_level_inputs`, keras-hub's `pyramid_outputs` and `feature_info`.
+Layer names are those of `MobileNetV3Large/Small(include_top=False)`, so
+weights are shared with the applications.
 
 Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019,
 sections 6.3 (SSDLite, reduced tail) and 6.4 (segmentation, output stride).
@@ -99,22 +87,13 @@ def feature_taps(
 ):
     """The feature taps of a backbone, computed from the block table alone.
 
-    Taps, in network order: the stem activation (`conv_activation`), every
-    bneck block output (`expanded_conv`, `expanded_conv_1`, ...), the
-    expansion output of the last-stage block (`tail_start_index`: Large
-    `expanded_conv_12`, 672 channels; Small `expanded_conv_8`, 288; the
-    SSDLite C4 feature, TF-slim's `layer_14/expansion_output` /
-    `layer_10/expansion_output`), listed just before that block's own
-    output, and the last feature map (`last_stage`).
-
-    Pyramid levels: level `Pn` is the last block tap whose *nominal* stride
-    (the stride at `output_stride=32`) is `2**n`. With `output_stride` 16
-    or 8 the strides stop shrinking, but each level keeps its own layer, so
-    keras-cv gets distinct layers per level: P5 is always the last feature
-    map and P4 the last layer before the block that would have gone to
-    stride 32 (P3 likewise for `output_stride=8`); their `stride` is the
-    real one (e.g. P4 and P5 both 16). A level with no layer (a custom table
-    with fewer stride-2 blocks) is left out. The expansion tap has no level.
+    Taps, in network order: the stem activation, every block output, the
+    expansion output of the last-stage block (`tail_start_index`; the
+    SSDLite C4 feature, TF-slim's `expansion_output`) just before that
+    block's output, and `last_stage`. Level `Pn` is the last block tap whose
+    nominal stride (at `output_stride=32`) is `2**n`, so dilated levels keep
+    distinct layers and report their real stride; a level with no layer is
+    left out, and the expansion tap has no level.
 
     Args:
         variant, alpha, minimalistic, output_stride, reduced_tail: as for

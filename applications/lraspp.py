@@ -1,29 +1,12 @@
-"""LR-ASPP: the paper's Lite Reduced Atrous Spatial Pyramid Pooling segmentation head.
+"""LR-ASPP, the paper's Lite Reduced Atrous Spatial Pyramid Pooling head.
 
-MobileNetV3 paper, section 6.4 (figure 10). On a backbone whose last stage is
-dilated to output stride 16 (with the reduced tail of section 6.3 by default):
+`LRASPPHead` (a layer on `[low, high]` feature maps, formula in its
+docstring) and `LRASPPSegmenter` (the head on a `MobileNetV3Backbone`'s P3
+tap and stride-16 last feature map, upsampled to the input size).
 
-```
-high = last feature map (stride 16)      low = stride-8 feature (P3)
-main = ReLU(BN(conv1x1_filters(high)))
-gate = sigmoid(conv1x1_filters(avg_pool(high)))     # or hard sigmoid
-x    = main * resize_bilinear(gate, size(high))
-logits_8 = conv1x1_classes(resize_bilinear(x, size(low))) + conv1x1_classes(low)
-output   = resize_bilinear(logits_8, size(image))   # (batch, H, W, num_classes)
-```
-
-Two pieces:
-
-- `LRASPPHead`: a layer taking `[low, high]` feature maps from any backbone,
-  returning logits at the low feature's resolution;
-- `LRASPPSegmenter`: a `keras.Model` putting the head on a
-  `MobileNetV3Backbone` (its P3 tap and last feature map) and upsampling to
-  the input size.
-
-Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 6.4;
-the pooling options follow the two public implementations, torchvision's
-`LRASPPHead` (global pooling) and TF DeepLab's `aspp_with_squeeze_and_excitation`
-(a pooling window derived from the training crop, `image_pooling_crop_size`).
+Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section
+6.4; pooling options after torchvision's `LRASPPHead` (global) and TF
+DeepLab's `aspp_with_squeeze_and_excitation` (crop-sized window).
 """
 
 import numbers
@@ -405,23 +388,11 @@ class LRASPPSegmenter(keras.Model):
     `activation="softmax"`; the last layers run in float32 under a
     mixed-precision policy.
 
-    Pooling of the gate branch:
-
-    - `pooling="global"` (torchvision): the gate sees the mean of the whole
-      feature map, for any input size.
-    - `pooling="crop"` (TF DeepLab): an average pool whose window is what
-      the backbone makes of the training crop,
-      `crop_size / output_stride` feature pixels (`crop_size` must be a
-      multiple of `output_stride`), moved by `pool_strides` feature pixels
-      (default: the window, no overlap), `VALID` padding. At the crop size
-      the pooled map is 1x1, the same as global pooling; on larger images
-      the gate varies by region (the pooled map is resized bilinearly back
-      to the feature map); on smaller images the window is clipped to the
-      feature map. The paper's 49x49 window is what DeepLab's size rule
-      `(crop - 1) / 16 + 1` (align-corners sizes) gives for its usual
-      769x769 Cityscapes crop; this package's backbone uses "same" padding
-      (feature size `crop / 16`), so use multiples of 16, e.g.
-      `crop_size=(768, 768)` for a 48x48 window.
+    Gate pooling: `"global"` (torchvision) averages the whole feature map;
+    `"crop"` (TF DeepLab) averages windows of `crop_size / output_stride`
+    feature pixels (`crop_size` a multiple of `output_stride`; the paper's
+    49x49 window is DeepLab's 769-pixel crop, here use e.g. 768), moved by
+    `pool_strides`, `VALID` padding, clipped to small feature maps.
 
     Args:
         num_classes: number of classes, including background, >= 1.
@@ -444,13 +415,9 @@ class LRASPPSegmenter(keras.Model):
         name: model name. Defaults to `None`.
         **kwargs: `keras.Model` arguments (`trainable`, `dtype`).
 
-    The head's batch norm uses the backbone's `bn_momentum`.
-
-    Train with `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`
-    on integer masks `(batch, H, W)`; measure mean IoU with
-    `keras.metrics.MeanIoU(num_classes, sparse_y_pred=False)`, which takes
-    the argmax of the logits (or probabilities) over the last axis and
-    counts every class, background included.
+    The head's batch norm uses the backbone's `bn_momentum`. Train with
+    `SparseCategoricalCrossentropy(from_logits=True)` on integer masks;
+    measure with `keras.metrics.MeanIoU(num_classes, sparse_y_pred=False)`.
 
     Example:
 

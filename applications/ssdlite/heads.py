@@ -1,16 +1,9 @@
 """SSDLite's feature levels, extra layers and box / class predictors.
 
-Levels: C4 (the backbone's expansion tap, stride 16), C5 (its last feature
-map, stride 32), then extra layers (strides 64, 128, ...), each one TF-OD's
-SSDLite extra layer:
-
-```
-1x1 conv to filters / 2 + BN + ReLU6 -> 3x3 depthwise, stride 2 + BN + ReLU6
--> 1x1 conv to filters + BN + ReLU6
-```
-
-Per level, for boxes and for classes (separately): 3x3 depthwise + BN +
-ReLU6 -> 1x1 conv (bias) to `anchors * (4 | num_classes)`.
+Extra layer (TF-OD SSDLite): 1x1 conv to `filters / 2` + BN + ReLU6, 3x3
+depthwise stride 2 + BN + ReLU6, 1x1 conv to `filters` + BN + ReLU6.
+Predictor, per level for boxes and for classes: 3x3 depthwise + BN + ReLU6,
+1x1 conv (bias) to `anchors * (4 | num_classes)`.
 """
 
 import dataclasses
