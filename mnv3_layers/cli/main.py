@@ -18,6 +18,7 @@ import os
 import sys
 
 from mnv3_layers.cli import bench, demo, evaluate, export, search, summary, train
+from mnv3_layers.cli.train import train_config_from_args  # noqa: F401 (its old path)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
