@@ -1,10 +1,7 @@
 """Latency-vs-accuracy plots in the style of the paper's Figure 1 (matplotlib, extra `plot`).
 
-Figure 1 of "Searching for MobileNetV3" plots top-1 accuracy against
-latency for width-multiplier sweeps of several families; here each family
-(e.g. MobileNetV3-Large at alpha 0.5 ... 1.25) is a line with a marker per
-model, and single models (e.g. the result of `mnv3_layers.search`) are
-stars.
+Each family (e.g. an alpha sweep of MobileNetV3-Large) is a line with a
+marker per model; single models (e.g. searched ones) are stars.
 """
 
 import math
@@ -96,28 +93,23 @@ def plot_latency_accuracy(
     """Writes a latency-vs-accuracy PNG (paper Figure 1 style).
 
     Args:
-        series: list of dicts, one per family or model group:
-            `{"label": str, "points": [(latency_ms, accuracy[, annotation]),
-            ...], "kind": "line" | "points"}`. `"line"` (default) joins the
-            points in latency order (a width-multiplier sweep); `"points"`
-            draws stars (single models, e.g. searched ones). An annotation
-            (e.g. `"0.75"` for alpha) is written next to its point.
+        series: list of dicts `{"label": str, "points": [(latency_ms,
+            accuracy[, annotation]), ...], "kind": "line" | "points"}`;
+            `"line"` (default) joins the points in latency order, `"points"`
+            draws stars. An annotation is written next to its point.
         path: output `.png` file, written atomically (`files.atomic_write`).
         title: figure title. Defaults to `"Accuracy vs latency"`.
         xlabel: x-axis label. Defaults to `"Latency (ms)"`.
-        ylabel: y-axis label, e.g. say how accuracy was obtained.
-            Defaults to `"Accuracy"`.
-        note: optional small text under the plot (e.g. the measurement
-            protocol). Defaults to `None`.
+        ylabel: y-axis label. Defaults to `"Accuracy"`.
+        note: small text under the plot. Defaults to `None`.
         dpi: resolution. Defaults to `120`.
 
     Returns:
         `path`.
 
     Raises:
-        ValueError: empty or malformed `series`, non-finite or non-positive
-            latency, a `path` not ending in `.png`.
-        ImportError: matplotlib is missing (`pip install "mnv3-layers[plot]"`).
+        ValueError: malformed `series` or a `path` not ending in `.png`.
+        ImportError: matplotlib is missing (extra `plot`).
 
     Example:
 

@@ -235,9 +235,7 @@ class LatencyTable:
         verbose: print one line per measured component. Defaults to `False`.
 
     Attributes:
-        path, num_threads, warmup, runs, statistic, clock, cache, calibrated:
-            as given.
-        fingerprint: `runtime_fingerprint(num_threads)`.
+        fingerprint: `runtime_fingerprint(num_threads)`; the arguments as given.
         entries: dict config key -> stored measurement (this fingerprint's).
         calibration: dict `calibration_key` -> stored correction and points.
 
@@ -380,13 +378,7 @@ class LatencyTable:
         return len(todo)
 
     def record(self, configs, results):
-        """Stores measurements made elsewhere and saves the file.
-
-        Args:
-            configs: configurations (or `OVERHEAD_KEY`).
-            results: one dict per configuration as returned by
-                `time_runners(..., cold=True)`.
-        """
+        """Stores measurements made elsewhere (`time_runners(..., cold=True)` dicts) and saves."""
         stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         for config, result in zip(configs, results, strict=True):
             missing = [k for k in STAT_KEYS if k not in result]
