@@ -160,7 +160,7 @@ def test_engine_does_not_change_keras3_in_the_same_process(tmp_path):
 
 
 def test_missing_tfmot_raises_import_error_naming_the_extra(monkeypatch):
-    monkeypatch.setattr(te, "_CACHE", {})
+    monkeypatch.setattr(te.loader, "_CACHE", {})
     monkeypatch.setitem(sys.modules, "tensorflow_model_optimization", None)
     with pytest.raises(ImportError, match=r"mnv3-layers\[qat\]"):
         te.build_tf_keras_twin(_tiny_model())

@@ -8,7 +8,7 @@ from mnv3_layers.quantization.keras_engine.quantizers import (
     _check_hard_swish_form,
     _check_range_momentum,
 )
-from mnv3_layers.quantization.tfmot_engine import _import_tfmot, _objects
+from mnv3_layers.quantization.tfmot_engine.loader import _import_tfmot, _objects
 from mnv3_layers.quantization.tfmot_engine.twin import build_tf_keras_twin
 
 

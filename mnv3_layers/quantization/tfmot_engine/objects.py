@@ -8,7 +8,7 @@ use of one of its names.
 import tensorflow as tf
 
 from mnv3_layers.quantization.keras_engine.quantizers import _check_hard_swish_form
-from mnv3_layers.quantization.tfmot_engine import _import_tfmot
+from mnv3_layers.quantization.tfmot_engine.loader import _import_tfmot
 
 tfk, tfmot = _import_tfmot()
 

@@ -9,7 +9,7 @@ from mnv3_layers.layers.inverted_residual import InvertedResidual
 from mnv3_layers.layers.squeeze_excite import SqueezeExcite
 from mnv3_layers.quantization import _graph
 from mnv3_layers.quantization.keras_engine.quantizers import _check_hard_swish_form
-from mnv3_layers.quantization.tfmot_engine import _import_tfmot, _objects
+from mnv3_layers.quantization.tfmot_engine.loader import _import_tfmot, _objects
 
 # The composites the twin opens; LR-ASPP's head (bilinear resizes, broadcast
 # gate) has no tf_keras twin and is refused by name.
