@@ -109,3 +109,10 @@ def check_choice(name, value, choices):
     if not any(value is c or (isinstance(value, str) and value == c) for c in choices):
         raise ValueError(f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}")
     return value
+
+
+def check_int(name, value):
+    """Checks `value` is an integer (not a bool); returns it as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer. Received: {name}={value!r}")
+    return int(value)

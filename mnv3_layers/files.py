@@ -8,6 +8,7 @@ system). On any error the temporary file is removed and the destination is
 left as it was.
 """
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -61,6 +62,15 @@ def write_bytes_atomic(path, content, makedirs=False):
             stream.write(content)
 
     return atomic_write(path, write, makedirs=makedirs)
+
+
+def dataclass_to_json(obj):
+    """`dataclasses.asdict(obj)` with top-level tuples as lists (what `json.dump` writes)."""
+    result = dataclasses.asdict(obj)
+    for key, value in result.items():
+        if isinstance(value, tuple):
+            result[key] = list(value)
+    return result
 
 
 def write_json_atomic(path, data, indent=2, sort_keys=False, default=None, makedirs=False):

@@ -53,9 +53,9 @@ def _class_names(args):
 def _load_model(path):
     """`(keras model or None, input (height, width))` of a `.keras` or `.tflite` file."""
     if path.endswith(".tflite"):
-        from mnv3_layers.latency import import_litert_interpreter
+        from mnv3_layers.latency.tflite import make_interpreter
 
-        interpreter = import_litert_interpreter()(model_path=path)
+        interpreter = make_interpreter(model_path=path)
         return None, tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
     import keras
 

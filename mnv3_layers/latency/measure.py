@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from mnv3_layers._validation import check_choice, check_positive_int
+from mnv3_layers.files import dataclass_to_json
 from mnv3_layers.latency.tflite import (  # noqa: F401 - also this module's names
     LITERT_INSTALL_HINT,
     TFLITE_FILE_IDENTIFIER,
@@ -103,11 +104,7 @@ class LatencyReport:
 
     def to_dict(self):
         """The report as a JSON-serializable dict (tuples become lists)."""
-        result = dataclasses.asdict(self)
-        for key, value in result.items():
-            if isinstance(value, tuple):
-                result[key] = list(value)
-        return result
+        return dataclass_to_json(self)
 
     def __str__(self):
         shape = "x".join(str(d) for d in (self.batch_size,) + tuple(self.input_shape))

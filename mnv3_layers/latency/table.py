@@ -15,7 +15,6 @@ CPU: `benchmarks/README.md` (`bench_latency_table.py`).
 
 import dataclasses
 import datetime
-import functools
 import json
 import os
 import platform
@@ -106,9 +105,6 @@ def default_table_path():
 
 # The table file's JSON layout; `files.write_json_atomic` writes it.
 JSON_LAYOUT = {"indent": 1, "sort_keys": True, "makedirs": True}
-
-# Kept for `mnv3_layers.search.netadapt`, which writes its files in this layout.
-write_json_atomic = functools.partial(files.write_json_atomic, **JSON_LAYOUT)
 
 
 def _check_file_content(data):

@@ -313,13 +313,3 @@ def time_runners(timers, warmup, runs, cold=False, rounds=5, rewarm=True):
             result.update(_stats(mode + clock, ms))
         results.append(result)
     return results
-
-
-def __getattr__(name):
-    # `measure_tflite` and `_batch_one` moved to `mnv3_layers.latency.measure`
-    # (they need its source checks); this old path keeps working.
-    if name in ("measure_tflite", "_batch_one", "batch_one"):
-        from mnv3_layers.latency import measure
-
-        return getattr(measure, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from mnv3_layers._validation import check_positive_int
+from mnv3_layers.files import dataclass_to_json
 from mnv3_layers.latency import resolve_source
 from mnv3_layers.latency.tflite import is_tflite, make_interpreter, read_header
 
@@ -103,11 +104,7 @@ class TFLiteReport:
 
     def to_dict(self):
         """The report as a JSON-serializable dict."""
-        result = dataclasses.asdict(self)
-        for key, value in result.items():
-            if isinstance(value, tuple):
-                result[key] = list(value)
-        return result
+        return dataclass_to_json(self)
 
     def __str__(self):
         lines = [f"TFLite model {self.source}: {self.size_bytes / 1024:.1f} KiB, "

@@ -1,7 +1,6 @@
 """The configuration of a fine-tuning run (`TrainConfig`), its constants and errors."""
 
 import dataclasses
-import numbers
 import os
 
 from mnv3_layers._validation import (
@@ -9,10 +8,11 @@ from mnv3_layers._validation import (
     check_choice,
     check_finite_positive,
     check_fraction,
+    check_int,
     check_non_negative_int,
     check_positive_int,
 )
-from mnv3_layers.plotting import PLOT_INSTALL_HINT
+from mnv3_layers.plotting import PLOT_INSTALL_HINT  # noqa: F401  (training.PLOT_INSTALL_HINT)
 from mnv3_layers.quantization.keras_engine import HARD_SWISH_FORMS
 
 # === Constants ===
@@ -311,8 +311,7 @@ class TrainConfig:
                 f"Received: tpu={self.tpu!r}, distribution={distribution!r}"
             )
         check_bool("skip_bad_images", self.skip_bad_images)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
-            raise ValueError(f"`seed` must be an integer. Received: seed={self.seed!r}")
+        check_int("seed", self.seed)
         check_bool("run_eagerly", self.run_eagerly)
 
     def identity(self):
