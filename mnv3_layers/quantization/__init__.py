@@ -12,23 +12,18 @@ def quantize_model(model, engine="keras", **kwargs):
 
     Args:
         model: a float Keras 3 functional model built from this package's
-            layers (an application, a `MobileNetV3Backbone`-based model or
-            your own).
-        engine: `"keras"` (Keras 3 fake-quant) or `"tfmot"`
-            (tensorflow-model-optimization on a tf_keras twin).
-            Defaults to `"keras"`.
-        **kwargs: engine options (`range_momentum`, `hard_swish="op"` or
-            `"elementwise"`, ...): `keras_engine.quantize_model_keras`,
-            `tfmot_engine.quantize_model_tfmot`.
+            layers.
+        engine: `"keras"` (Keras 3 fake-quant) or `"tfmot"` (tfmot on a
+            tf_keras twin). Defaults to `"keras"`.
+        **kwargs: engine options, see `keras_engine.quantize_model_keras`
+            and `tfmot_engine.quantize_model_tfmot`.
 
     Returns:
-        The QAT model (Keras 3 for `"keras"`, tf_keras for `"tfmot"`) with
-        `model`'s float weights. Train it at least one step (that sets the
-        activation ranges), then `export_tflite(qat, path, quantization="int8")`.
+        The QAT model (tf_keras for `"tfmot"`); train it one step or more
+        before `export_tflite(qat, path, quantization="int8")`.
 
     Raises:
-        ValueError: an unknown `engine`, or a layer the engine cannot
-            quantize (the message names it).
+        ValueError: an unknown `engine` or a layer it cannot quantize.
         TypeError: `model` is not a Keras 3 model.
         ImportError: `engine="tfmot"` without the `qat` extra.
 

@@ -1,14 +1,7 @@
 """Keras 3 quantization-aware training (QAT): `quantize_model_keras`.
 
-The walked float model (`quantization._graph`) is grouped the way the TFLite
-converter fuses ops (`Conv -> BN -> ReLU`, `Add -> ReLU`; the SE gate's `+3`
-folds into its convolution's bias) and each group becomes one QAT layer with
-`keras.quantizers.fake_quant_with_min_max_vars` where the int8 model has an
-int8 tensor: weights symmetric (per channel for convolutions, batch norm
-folded in first with frozen statistics), activations per tensor with ranges
-set by the first training batch; shape ops keep their input's scale. QAT
-layers are named after the layer whose output they compute
-(`"<composite>_<sublayer>"` inside a composite), so feature taps still work.
+Layers are grouped the way the TFLite converter fuses ops and each group
+becomes one QAT layer with fake-quant where the int8 model has an int8 tensor.
 
 Reference: Jacob et al., 2018, arXiv 1712.05877.
 """
@@ -26,35 +19,30 @@ from mnv3_layers.quantization.keras_engine.quantizers import (
 def quantize_model_keras(model, range_momentum=0.99, name=None, hard_swish="op"):
     """Returns a Keras 3 quantization-aware-training copy of a float model.
 
-    The QAT model starts from `model`'s float weights (batch norms folded
-    into the convolutions), trains with `fit`, saves and loads as `.keras`,
-    and exports to a fully-int8 TFLite model with
-    `export_tflite(qat_model, path, quantization="int8")` once it has trained
-    for at least one step (training sets the activation ranges). `model` is
-    not modified.
+    The copy starts from `model`'s float weights (batch norms folded in),
+    trains with `fit`, saves as `.keras` and, after one training step or
+    more, exports with `export_tflite(qat, path, quantization="int8")`.
+    `model` is not modified.
 
     Args:
-        model: a float functional or `Sequential` Keras 3 model built from
-            the supported layers: this package's layers and applications
-            (nested models, LR-ASPP with global pooling included), `Conv2D`,
-            `DepthwiseConv2D`, `BatchNormalization` (after a convolution),
-            `ReLU`, `Activation`, `Softmax`, `Dense`, `Add`, `Multiply`,
-            `Concatenate`, `GlobalAveragePooling2D`, `Rescaling` and shape ops.
+        model: a float functional or `Sequential` Keras 3 model of this
+            package's layers, `Conv2D`, `DepthwiseConv2D`,
+            `BatchNormalization` (after a convolution), `ReLU`, `Activation`,
+            `Softmax`, `Dense`, `Add`, `Multiply`, `Concatenate`,
+            `GlobalAveragePooling2D`, `Rescaling` and shape ops.
         range_momentum: momentum of the moving-average activation ranges,
             in [0, 1). Defaults to `0.99`.
         name: name of the QAT model. Defaults to `model.name + "_qat"`.
-        hard_swish: `"op"` (one int8 `HARD_SWISH` op per hard-swish, what
-            phone runtimes expect) or `"elementwise"` (int8 `ADD`, `MUL`,
-            `MUL`, which LiteRT's XNNPACK delegate runs; faster on x86 CPUs,
-            see `benchmarks/README.md`). Defaults to `"op"`.
+        hard_swish: `"op"` (one int8 `HARD_SWISH` op) or `"elementwise"`
+            (int8 `ADD`, `MUL`, `MUL`; see `benchmarks/README.md`).
+            Defaults to `"op"`.
 
     Returns:
-        An uncompiled functional `keras.Model` with the same inputs and
-        output structure as `model`.
+        An uncompiled functional `keras.Model` with `model`'s inputs and
+        output structure.
 
     Raises:
-        ValueError: an unsupported layer (the message names it and says
-            what to do), a shared layer, a batch norm not after a
+        ValueError: an unsupported or shared layer, a batch norm not after a
             convolution, or a bad `range_momentum`.
         TypeError: `model` is not a Keras 3 model.
 

@@ -55,15 +55,13 @@ def fake_quant_weights(kernel, per_channel=True, depthwise=False):
     """Symmetric int8 fake-quant of a kernel (narrow range, zero point 0).
 
     Args:
-        kernel: a `Conv2D` kernel `(kh, kw, in, out)`, a `DepthwiseConv2D`
-            kernel `(kh, kw, channels, multiplier)` or a `Dense` kernel.
-        per_channel: one range per output channel (the last axis; for a
-            depthwise kernel, per `channels * multiplier`). Defaults to `True`.
+        kernel: a `Conv2D`, `DepthwiseConv2D` or `Dense` kernel.
+        per_channel: one max-abs range per output channel (depthwise: per
+            `channels * multiplier`). Defaults to `True`.
         depthwise: `kernel` is a depthwise kernel. Defaults to `False`.
 
     Returns:
-        The fake-quantized kernel, same shape. The range is the current
-        max-abs (no gradient flows through it: straight-through estimator).
+        The fake-quantized kernel, same shape.
     """
     shape = tuple(kernel.shape)
     k = kernel
@@ -95,14 +93,13 @@ class ActivationQuantizer(keras.layers.Layer):
     output = fake_quant(x, range_min, range_max)        # 8 bits, asymmetric
     ```
 
-    At inference the stored range is used. Until the first training batch
-    the range is empty (`[0, 0]`) and the output is zero: a QAT model must be
-    trained (at least one step) before it is used or exported.
+    Inference uses the stored range, which is `[0, 0]` (zero output) until
+    the first training batch.
 
     Args:
-        momentum: moving-average momentum of the range. Defaults to `0.99`.
-        fixed_range: `(min, max)` to use instead of a learned range (e.g.
-            TFLite's fixed softmax output range), or `None`.
+        momentum: moving-average momentum of the range, in [0, 1).
+            Defaults to `0.99`.
+        fixed_range: `(min, max)` used instead of a learned range, or `None`.
             Defaults to `None`.
         **kwargs: base `keras.layers.Layer` arguments.
 

@@ -1,8 +1,6 @@
 """The tf_keras layers, quantizers and QuantizeConfigs of the tfmot engine.
 
-Importing this module imports tf_keras and tensorflow-model-optimization
-(extra `qat`); `mnv3_layers.quantization.tfmot_engine` imports it on first
-use of one of its names.
+Importing it imports tf_keras and tfmot (extra `qat`).
 """
 
 import tensorflow as tf
@@ -39,13 +37,10 @@ def _fixed_fake_quant(x, low, high):
 class TFKerasHardSwish(tfk.layers.Layer):
     """tf_keras hard-swish layer: `x * relu6(x + 3) * (1/6)`.
 
-    With `form="op"` (default) the same function and form as
-    `mnv3_layers.HardSwish` (the form the TFLite converter fuses into one
-    `HARD_SWISH` op), for tf_keras models. With `form="elementwise"`
-    the gate `relu6(x + 3)` and the gate times 1/6 get fixed-range fake
-    quants ([0, 6] and [0, 1], no variables), so the layer converts to
-    int8 `ADD` (fused ReLU6), `MUL`, `MUL`, which LiteRT's XNNPACK
-    delegate runs. Quantize it with `HardSwishQuantizeConfig` either way.
+    `form="op"` (default) converts to one `HARD_SWISH` op, as
+    `mnv3_layers.HardSwish`; `form="elementwise"` adds fixed-range fake
+    quants ([0, 6], [0, 1]) so it converts to int8 `ADD`, `MUL`, `MUL`.
+    Quantize it with `HardSwishQuantizeConfig` either way.
     """
 
     def __init__(self, form="op", **kwargs):
@@ -72,10 +67,9 @@ class TFKerasHardSwish(tfk.layers.Layer):
 class TFKerasHardSigmoid(tfk.layers.Layer):
     """tf_keras hard-sigmoid layer: `relu6(x + 3) * (1/6)`.
 
-    The paper's hard sigmoid, as `mnv3_layers.HardSigmoid` (tf_keras's
-    own `hard_sigmoid` activation is `0.2 * x + 0.5`, a different
-    function). `relu6_activation` is an identity hook applied to
-    `relu6(x + 3)`, where `HardSigmoidQuantizeConfig` puts a fake quant.
+    As `mnv3_layers.HardSigmoid` (not tf_keras's `0.2 * x + 0.5`); the
+    identity hook `relu6_activation` is where `HardSigmoidQuantizeConfig`
+    puts a fake quant.
     """
 
     def __init__(self, **kwargs):
@@ -93,8 +87,7 @@ class TFKerasHardSigmoid(tfk.layers.Layer):
 class TFKerasRescaling(tfk.layers.Layer):
     """tf_keras `x * scale + offset` (as `keras.layers.Rescaling`).
 
-    `scale_activation` is an identity hook applied to `x * scale`, where
-    `RescalingQuantizeConfig` puts a fake quant.
+    `scale_activation` is the hook for `RescalingQuantizeConfig`.
 
     Args:
         scale: a float.
@@ -125,13 +118,11 @@ class TFKerasRescaling(tfk.layers.Layer):
 class FirstBatchMovingAverageQuantizer(_quantizers.MovingAverageQuantizer):
     """8-bit asymmetric activation quantizer; range from the first batch on.
 
-    tfmot's `MovingAverageQuantizer`, except that the first training batch
-    sets the range instead of averaging into tfmot's initial `[-6, 6]`
-    (the Keras engine's `ActivationQuantizer` rule).
+    tfmot's `MovingAverageQuantizer`, but the first training batch sets the
+    range instead of averaging into `[-6, 6]` (as `ActivationQuantizer`).
 
     Args:
-        range_momentum: moving-average momentum of the range.
-            Defaults to `0.99`.
+        range_momentum: momentum of the moving-average range. Defaults to `0.99`.
     """
 
     def __init__(self, range_momentum=0.99, **kwargs):
@@ -192,10 +183,8 @@ def _per_tensor_weights():
 class DepthwisePerChannelQuantizer(_quantizers.LastValueQuantizer):
     """Per-channel symmetric int8 for a `(k, k, C, 1)` depthwise kernel.
 
-    tfmot's per-channel ranges follow the last axis (size 1 here, so its
-    default is per tensor); this transposes the kernel to `(k, k, 1, C)`
-    around the fake quant (the TFLite converter folds both transposes into
-    the constant) to get TFLite's per-channel depthwise weights.
+    The kernel is transposed to `(k, k, 1, C)` around the fake quant, since
+    tfmot's per-channel ranges follow the last axis.
     """
 
     def __init__(self, **kwargs):
@@ -280,13 +269,10 @@ class _Config(_tfmot_keras.QuantizeConfig):
 class OutputQuantizeConfig(_Config):
     """Quantizes a layer's output only (per tensor, asymmetric int8).
 
-    The range follows `FirstBatchMovingAverageQuantizer`. Used for ReLU,
-    `Add`, pooling, a batch norm that ends a Conv+BN group, and as the
-    base of the hard-swish and multiply configs.
+    Range from `FirstBatchMovingAverageQuantizer`.
 
     Args:
-        range_momentum: moving-average momentum of the range.
-            Defaults to `0.99`.
+        range_momentum: momentum of the moving-average range. Defaults to `0.99`.
     """
 
     quantize_output = True
@@ -295,20 +281,17 @@ class OutputQuantizeConfig(_Config):
 class HardSwishQuantizeConfig(OutputQuantizeConfig):
     """QuantizeConfig for a hard-swish layer (`TFKerasHardSwish`).
 
-    One fake quant on the output and none inside, so the converter
-    fuses `x * relu6(x + 3) * (1/6)` into a single `HARD_SWISH` op whose
-    input is the (int8) output of the layer before.
+    Only the output is fake-quantized, so the converter fuses one
+    `HARD_SWISH` op.
     """
 
 
 class HardSigmoidQuantizeConfig(_Config):
     """QuantizeConfig for `TFKerasHardSigmoid`.
 
-    Fake quant on `relu6(x + 3)` (the `relu6_activation` hook) and on the
-    output (after `* (1/6)`): in TFLite the `+3` folds into the bias of
-    the convolution before it and ReLU6 fuses into it, so `relu6(x + 3)`
-    is that convolution's int8 output and `* (1/6)` is a `MUL`. Pair it
-    with `GateConvQuantizeConfig` on that convolution.
+    Fake quant on `relu6(x + 3)` (the convolution before, whose bias takes
+    the `+3`) and on the output (a `MUL`). Pair it with
+    `GateConvQuantizeConfig` on that convolution.
     """
 
     activation_attr = "relu6_activation"
@@ -316,31 +299,21 @@ class HardSigmoidQuantizeConfig(_Config):
 
 
 class RescalingQuantizeConfig(_Config):
-    """QuantizeConfig for `TFKerasRescaling`: after `x * scale` and after `+ offset`.
-
-    TFLite runs rescaling as an int8 `MUL` then an int8 `ADD`; both
-    outputs need a range.
-    """
+    """QuantizeConfig for `TFKerasRescaling`: after `x * scale` and after `+ offset`."""
 
     activation_attr = "scale_activation"
     quantize_output = True
 
 
 class MultiplyQuantizeConfig(OutputQuantizeConfig):
-    """QuantizeConfig for `Multiply` (the squeeze-and-excite scaling).
-
-    tfmot has no default for `Multiply`; TFLite's int8 `MUL` needs its
-    output range.
-    """
+    """QuantizeConfig for `Multiply` (the SE scaling): output range only."""
 
 
 class GateConvQuantizeConfig(_Config):
     """QuantizeConfig for a `Conv2D` that feeds a hard-sigmoid (the SE gate).
 
-    Weights per-channel symmetric int8; output *not* quantized: a fake
-    quant between the convolution and the `+3` of the hard-sigmoid would
-    stop the converter from folding `+3` into the bias and leave extra
-    `ADD` ops. The convolution must have a linear activation.
+    Per-channel weights; output not quantized, so the converter folds the
+    hard-sigmoid's `+3` into the bias. The activation must be linear.
     """
 
     weight_attr = "kernel"
@@ -349,11 +322,8 @@ class GateConvQuantizeConfig(_Config):
 class ConvQuantizeConfig(_Config):
     """QuantizeConfig for `Conv2D`: per-channel weights, quantized activation.
 
-    tfmot's default with this package's activation range rule.
-
     Args:
-        range_momentum: moving-average momentum of the activation range.
-            Defaults to `0.99`.
+        range_momentum: momentum of the moving-average range. Defaults to `0.99`.
         quantize_activation: quantize after the layer's activation;
             `False` where the next layer fuses into this one (a ReLU).
             Defaults to `True`.
@@ -375,9 +345,8 @@ class ConvQuantizeConfig(_Config):
 class DepthwiseConvQuantizeConfig(ConvQuantizeConfig):
     """QuantizeConfig for `DepthwiseConv2D`: per-channel weights.
 
-    tfmot's default quantizes a `(k, k, C, 1)` depthwise kernel per its
-    last axis, i.e. per tensor; TFLite's int8 `DEPTHWISE_CONV_2D` (and
-    the Keras engine) is per channel over `C`.
+    Per channel over `C` (`DepthwisePerChannelQuantizer`), as TFLite's
+    int8 `DEPTHWISE_CONV_2D`.
     """
 
     weight_attr = "depthwise_kernel"
@@ -406,13 +375,10 @@ _OUTPUT_LAYERS = (
 class MobileNetV3QuantizeRegistry(_default_8bit.Default8BitQuantizeRegistry):
     """tfmot's default 8-bit registry with this package's configs.
 
-    Convolutions (per-channel), Dense, ReLU, Add, Concatenate, pooling,
-    hard-swish, hard-sigmoid, multiply and rescaling get this package's
-    configs; other layers keep tfmot's behaviour.
+    Layers without a config here keep tfmot's behaviour.
 
     Args:
-        range_momentum: moving-average momentum of activation ranges.
-            Defaults to `0.99`.
+        range_momentum: momentum of the moving-average range. Defaults to `0.99`.
     """
 
     def __init__(self, range_momentum=0.99):
@@ -457,10 +423,8 @@ class MobileNetV3QuantizeRegistry(_default_8bit.Default8BitQuantizeRegistry):
 class MobileNetV3QuantizeLayoutTransform(_default_8bit.Default8BitQuantizeLayoutTransform):
     """tfmot's default 8-bit transforms with this package's range rule.
 
-    The transforms (Conv+BN(+ReLU) and Add+ReLU without fake quant
-    between them, a quantize layer after each input) are tfmot's; the
-    output configs and input quantizers they create are replaced by
-    this package's (`OutputQuantizeConfig`, first-batch ranges).
+    The output configs and input quantizers they create are this
+    package's (`OutputQuantizeConfig`, first-batch ranges).
     """
 
     def __init__(self, range_momentum=0.99):
@@ -509,12 +473,10 @@ class MobileNetV3QuantizeScheme(_default_8bit.Default8BitQuantizeScheme):
     """tfmot's default 8-bit scheme with this package's registry and ranges.
 
     Pass it to `tfmot.quantization.keras.quantize_apply(model, scheme=...)`
-    (inside `quantize_scope()`) to quantize your own tf_keras models the
-    way `quantize_model_tfmot` does.
+    inside `quantize_scope()` to quantize your own tf_keras models.
 
     Args:
-        range_momentum: moving-average momentum of activation ranges.
-            Defaults to `0.99`.
+        range_momentum: momentum of the moving-average range. Defaults to `0.99`.
     """
 
     def __init__(self, range_momentum=0.99):
