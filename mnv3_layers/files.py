@@ -1,11 +1,7 @@
 """Atomic file writes: a reader never sees a half-written file.
 
-Every file the package writes (models, reports, tables, checkpoints, TFLite
-files) goes through `atomic_write`: the content is written to a temporary
-file in the destination's folder, flushed to disk, then renamed over the
-destination with `os.replace` (atomic on POSIX and Windows within one file
-system). On any error the temporary file is removed and the destination is
-left as it was.
+Every file the package writes goes through `atomic_write` (a temporary file in
+the destination's folder, flushed, then `os.replace`d over the destination).
 """
 
 import dataclasses
@@ -22,14 +18,15 @@ def _fsync(path):
 def atomic_write(path, write, suffix=None, makedirs=False):
     """Writes `path` atomically through `write(temp_path)`.
 
+    On any error the temporary file is removed and `path` is left as it was.
+
     Args:
         path: destination file.
-        write: callable taking a temporary path (in the same folder, not yet
-            existing) and writing the full content there, e.g. `model.save`.
-        suffix: suffix of the temporary file. Defaults to `path`'s extension
-            (some writers, like `keras.Model.save`, check it); use
-            `".weights.h5"` for `save_weights`.
-        makedirs: create `path`'s folder if it does not exist.
+        write: callable writing the full content to the temporary path it is
+            given (same folder, not yet existing), e.g. `model.save`.
+        suffix: suffix of the temporary file (`".weights.h5"` for
+            `save_weights`). Defaults to `path`'s extension.
+        makedirs: create `path`'s folder if missing. Defaults to `False`.
 
     Returns:
         `path`.
@@ -76,8 +73,8 @@ def dataclass_to_json(obj):
 def write_json_atomic(path, data, indent=2, sort_keys=False, default=None, makedirs=False):
     """Writes `data` as JSON to `path` atomically; returns `path`.
 
-    `indent`, `sort_keys` and `default` are passed to `json.dump`. Data that
-    cannot be serialized raises before the destination is touched.
+    `indent`, `sort_keys` and `default` go to `json.dump`; data that cannot
+    be serialized raises before the destination is touched.
     """
 
     def write(temp):

@@ -4,9 +4,8 @@ Each row is a frozen `BlockSpec` holding the paper's columns at width 1.0:
 kernel, exp size, #out, SE, NL, stride. `resolve.resolve_architecture` applies
 the width multiplier, `minimalistic` and the output stride (re-exported here).
 
-Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, Table 1
-(Large) and Table 2 (Small), as implemented in TF-slim and keras.applications
-(Small ends in a 1024-wide layer and has no SE on the 576-wide 1x1 conv).
+Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, Tables 1
+and 2, as implemented in TF-slim and keras.applications.
 """
 
 import dataclasses
@@ -199,9 +198,6 @@ BN_EPSILON = 1e-3
 
 def get_architecture(variant, argument="variant"):
     """The `ArchitectureSpec` of a variant name, a spec, or a spec's dict form.
-
-    The one place a variant argument is turned into a block table: the
-    applications, the backbone, the latency tables and the search all call it.
 
     Args:
         variant: `"large"` or `"small"` (any case), an `ArchitectureSpec`, or

@@ -1,28 +1,19 @@
 """Parameter and multiply-add profile of a MobileNetV3 variant, from its table alone.
 
-`profile(...)` reads `resolve_architecture(...)` and returns, for the stem,
-every bneck block, the last stage and the classifier: input/output size and
-channels, parameters and multiply-adds. No model is built (no backend needed).
-
-Parameters are counted as `model.count_params()` counts the layers of
-`mnv3_layers.applications` (and `keras.applications`): convolutions without
-bias, each followed by a batch norm (4 weights per channel, 2 trainable); SE
-convolutions, the pooled last-stage convolution and the classifier with bias.
-`ParamCount` and `stem_params`, `bneck_params`, `last_stage_params`,
-`classifier_params` are that counter, per component (also used by
-`mnv3_layers.latency`). Sizes use `"same"` padding (`ceil(n / stride)`).
+`profile(...)` returns, for the stem, every bneck block, the last stage and the
+classifier: sizes, channels, parameters and multiply-adds, without building a
+model. `params` counts as `model.count_params()` does (batch norms included);
+`ParamCount` and the `*_params` helpers are that counter per component (also
+used by `mnv3_layers.latency`). Sizes use `"same"` padding (`ceil(n / stride)`).
 
 Formula (`madds`, multiply-accumulates of weight layers, biases not counted):
 
     conv: H_out * W_out * k * k * C_in * C_out    depthwise: H_out * W_out * k * k * C
     SE (on the pooled map): 2 * C * C_squeeze      pooled 1x1 / classifier: C_in * C_out
 
-Batch norm (folded), activations, pools, the SE multiply and residual adds
-are not in `madds`; pools, SE multiplies and residual adds are counted
-separately as `elementwise_ops` (one per element).
-
-How these totals compare with the paper's and the published numbers:
-`benchmarks/README.md` (`mnv3 summary`).
+Pools, SE multiplies and residual adds are counted as `elementwise_ops` (one
+per element); batch norms and activations in neither. Comparison with the
+published numbers: `benchmarks/README.md` (`mnv3 summary`).
 
 Example:
 
@@ -60,9 +51,9 @@ class LayerProfile:
             `"expanded_conv"`, ..., `"last_stage"`, `"logits"`).
         kind: `"stem"`, `"bneck"`, `"last_stage"` or `"classifier"`.
         description: short operator summary.
-        input_size, output_size: `(height, width)`.
-        input_channels, output_channels: channels.
-        params, trainable_params, madds, elementwise_ops: see the module.
+        input_size, output_size: `(height, width)`; input_channels,
+            output_channels; params, trainable_params, madds,
+            elementwise_ops: see the module.
     """
 
     name: str
@@ -457,8 +448,8 @@ def profile(
 ):
     """Parameters and multiply-adds of a MobileNetV3 variant, layer by layer.
 
-    No model is built; `params` equals `model.count_params()` of
-    `MobileNetV3Large/Small` with the same arguments (3 input channels).
+    `params` equals `model.count_params()` of `MobileNetV3Large/Small` with
+    the same arguments (3 input channels).
 
     Args:
         variant: `"large"`, `"small"`, an `ArchitectureSpec` or its dict

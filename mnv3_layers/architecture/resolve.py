@@ -51,10 +51,9 @@ class ResolvedArchitecture:
 
 
 def tail_start_index(arch):
-    """Index of the last stride-2 row (Large 12, Small 8): the paper's C4 -> C5 block.
+    """Index of the last stride-2 row (Large 12, Small 8): the C4 -> C5 block (6.3).
 
-    Its expansion output is SSDLite's C4 (paper section 6.3); `reduced_tail`
-    halves the layers from it on. Raises ValueError without a stride-2 row.
+    Raises ValueError when the table has no stride-2 row.
     """
     arch = get_architecture(arch)
     rows = [i for i, row in enumerate(arch.blocks) if row.strides == 2]
@@ -105,21 +104,19 @@ def resolve_architecture(
 ):
     """Applies width multiplier, minimalistic and output stride to a table.
 
-    keras.applications / TF-slim rules: widths `make_divisible(filters *
-    alpha)` (stem stays 16); expanded width `make_divisible(scaled_in *
-    exp_size / paper_in)`; the pooled layer grows only for `alpha > 1`;
-    `minimalistic`: 3x3, ReLU, no SE; past `output_stride`, stride 2 becomes
-    dilation; `reduced_tail` (TF-slim `V3_*_DETECTION`) halves the outputs
-    from `tail_start_index` on (expansion ratios stay relative to the input).
+    Follows keras.applications / TF-slim: widths `make_divisible(filters *
+    alpha)` (the stem stays 16, the pooled layer grows only for `alpha > 1`).
 
     Args:
         variant: `"large"`, `"small"` or an `ArchitectureSpec`.
         alpha: width multiplier. Defaults to `1.0`.
-        minimalistic: the paper's minimalistic variant. Defaults to `False`.
-        output_stride: 8, 16 or 32. Defaults to `32`.
-        divisor: channel rounding. Defaults to `8`.
-        reduced_tail: halve the channels after C4 (see above).
+        minimalistic: the paper's minimalistic variant (3x3, ReLU, no SE).
             Defaults to `False`.
+        output_stride: 8, 16 or 32; stride-2 blocks past it become
+            dilated. Defaults to `32`.
+        divisor: channel rounding. Defaults to `8`.
+        reduced_tail: halve the outputs from `tail_start_index` on (TF-slim
+            `V3_*_DETECTION`). Defaults to `False`.
 
     Returns:
         A `ResolvedArchitecture`.

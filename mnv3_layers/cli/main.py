@@ -8,9 +8,8 @@
     mnv3 summary --variant small --image-size 224
     mnv3 search --data photos/ --target-ratio 0.8   # NetAdapt: shrink widths to a latency target
 
-Every subcommand (one module each in `mnv3_layers.cli`) has `--help`. Bad
-arguments exit with status 2 (argparse) or 1 (a value the library rejects),
-with a one-line message; `--traceback` shows the full Python traceback.
+Each subcommand (one module in `mnv3_layers.cli`) has `--help`. Exit status 2:
+bad arguments, 1: a value the library rejects (`--traceback` for the trace).
 """
 
 import argparse

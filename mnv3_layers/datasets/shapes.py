@@ -45,8 +45,7 @@ def _check_noise(noise):
 
 
 def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0):
-    """Images with one shape each (circle, square or triangle, random size,
-    position and a color distinct from the noisy background) and its class.
+    """Images of one shape each (random size, position and color) and its class.
 
     Args:
         num_images: number of images. Defaults to `600`.
@@ -56,9 +55,8 @@ def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0
             units. Defaults to `20.0`.
 
     Returns:
-        `(images, labels)`: `images` float32 `(num_images, size, size, 3)` in
-        [0, 255] (the applications rescale inputs themselves), `labels` int32
-        `(num_images,)` indexing `SHAPE_NAMES`.
+        `(images, labels)`: float32 images `(num_images, size, size, 3)` in
+        [0, 255], int32 labels `(num_images,)` indexing `SHAPE_NAMES`.
 
     Example:
 
@@ -141,10 +139,8 @@ def make_shapes_detection(num_images=200, image_size=128, seed=0, max_objects=4,
     Args:
         num_images: number of images. Defaults to `200`.
         image_size: height and width in pixels, >= 32. Defaults to `128`.
-        seed: random seed; the same seed gives the same data. Defaults to `0`.
+        seed, noise: as for `make_shapes_classification`.
         max_objects: most shapes per image, >= 1. Defaults to `4`.
-        noise: standard deviation of the Gaussian pixel noise, in [0, 255]
-            units. Defaults to `20.0`.
 
     Returns:
         `(images, {"boxes": boxes, "classes": classes})` (keras-cv form):
@@ -163,19 +159,16 @@ def make_shapes_detection(num_images=200, image_size=128, seed=0, max_objects=4,
 
 
 def make_shapes_segmentation(num_images=200, image_size=128, seed=0, max_objects=4, noise=20.0):
-    """Images with 1 to `max_objects` shapes each and their per-pixel classes.
-
-    The same scenes as `make_shapes_detection` with the same arguments.
+    """The scenes of `make_shapes_detection` and their per-pixel classes.
 
     Args:
         num_images, image_size, seed, max_objects, noise: as for
             `make_shapes_detection`.
 
     Returns:
-        `(images, masks)`: `images` float32 `(num_images, size, size, 3)` in
-        [0, 255]; `masks` int32 `(num_images, size, size)`, `0` for
-        background and `1 + SHAPE_NAMES.index(shape)` for shape pixels
-        (`len(SHAPE_NAMES) + 1` classes).
+        `(images, masks)`: float32 images in [0, 255]; int32 masks
+        `(num_images, size, size)`, `0` for background and
+        `1 + SHAPE_NAMES.index(shape)` for shape pixels.
 
     Example:
 
@@ -201,10 +194,8 @@ def make_shapes_dataset(
     """The generated shapes data as a batched `tf.data.Dataset`.
 
     Args:
-        task: `"classification"` (`make_shapes_classification`: one shape
-            per image, int labels), `"detection"` (`make_shapes_detection`:
-            `{"boxes", "classes"}` targets) or `"segmentation"`
-            (`make_shapes_segmentation`: int masks).
+        task: `"classification"`, `"detection"` or `"segmentation"`: the
+            targets of `make_shapes_{task}`.
         num_images, image_size, seed, noise: as for the generators.
         batch_size: batch size, >= 1. Defaults to `8`.
         shuffle: reshuffle the images each epoch (seeded). Defaults to

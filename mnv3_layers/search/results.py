@@ -53,16 +53,14 @@ class SearchResult:
         model: the fine-tuned classifier (`keras.Model`).
         output_dir: the output folder; `architecture_path`, `model_path`,
             `log_path` are files in it.
-        target_ms: the latency target (table clock, measured milliseconds
-            when calibrated).
+        target_ms: the latency target (table clock; measured ms if calibrated).
         floor_ms: predicted latency of the smallest reachable table.
         start_latency_ms, final_latency_ms: measured end to end (`None` when
             `calibrate=False`; with `target_ratio`, `final_latency_ms` is
             `start_latency_ms x` the ratio of the two timed interleaved).
         start_predicted_ms, final_predicted_ms: calibrated table predictions.
-        start_accuracy: validation accuracy of the starting model.
-        search_accuracy: validation accuracy before the final fine-tune.
-        final_accuracy: validation accuracy after the final fine-tune.
+        start_accuracy, search_accuracy, final_accuracy: validation accuracy
+            of the starting model, before and after the final fine-tune.
         iterations: number of search iterations done.
         history: one dict per iteration (chosen proposal, latency, accuracy).
         reached: whether the target was met.

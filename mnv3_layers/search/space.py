@@ -1,8 +1,7 @@
 """The NetAdapt search space: block tables as JSON, channel structure and proposals.
 
-A proposal shrinks one channel count in steps of 8 (an expanded width, the last
-stage's 1x1 conv, or a bottleneck group's width) without adding or removing an
-expand convolution or a residual connection.
+A `Proposal` shrinks one channel count in steps of 8 without adding or removing
+an expand convolution or a residual connection (`channel_structure`).
 """
 
 import dataclasses
@@ -118,11 +117,8 @@ def bottleneck_groups(spec):
 
 @dataclasses.dataclass(frozen=True)
 class Proposal:
-    """One channel count the search may shrink.
-
-    `kind`: `"expansion"` (block `index`), `"last_stage"` (`index` None) or
-    `"bottleneck"` (group `index` of `bottleneck_groups`).
-    """
+    """One channel count the search may shrink: `kind` `"expansion"` (block
+    `index`), `"last_stage"` (`index` None) or `"bottleneck"` (group `index`)."""
 
     kind: str
     index: object = None

@@ -18,10 +18,7 @@ from mnv3_layers.training.run_folder import prepare_output_folder, read_json
 def write_shapes_folder(folder, num_images, image_size, seed):
     """Writes generated shapes images as PNG files, one sub-folder per class.
 
-    Deterministic for `seed`; every file is written atomically.
-
-    Returns:
-        The number of images written.
+    Deterministic for `seed`; returns the number of images written.
     """
     import tensorflow as tf
 
@@ -58,11 +55,9 @@ def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alph
              batch_size=None, seed=0, smoke=False, overwrite=False, log=print):
     """`mnv3 demo`: fine-tunes MobileNetV3-Small on generated shapes, offline.
 
-    Writes circle/square/triangle PNG folders (`out/data/train`, 80 %, and
-    `out/data/val`, 20 %, different seeds), trains `MobileNetV3Small` from
-    scratch on them with `train` (default recipe at 3e-3, batch-norm momentum
-    0.9, dropout 0.1, flips), exports float and int8 TFLite files with their
-    latency, and writes `report.json` and training-curve plots.
+    Writes shapes PNG folders (`out/data/train` 80 %, `out/data/val` 20 %),
+    trains `MobileNetV3Small` from scratch on them (`train`), exports float and
+    int8 TFLite files with their latency, writes `report.json` and plots.
 
     Args:
         out: output folder. Defaults to `"out/demo"`.
@@ -72,10 +67,10 @@ def run_demo(out="out/demo", num_images=None, image_size=None, epochs=None, alph
         alpha: width multiplier. Defaults to `1.0` (`0.35` with `smoke`).
         batch_size: batch size. Defaults to `32` (`16` with `smoke`).
         seed: seed of the data and training. Defaults to `0`.
-        smoke: a short run with the smoke defaults, training eagerly (a
-            handful of eager steps costs less than tracing the training step).
+        smoke: a short run with the smoke defaults, training eagerly.
             Defaults to `False`.
         overwrite: start over, removing an earlier demo from `out`.
+            Defaults to `False`.
         log: function that prints progress lines. Defaults to `print`.
 
     Returns:

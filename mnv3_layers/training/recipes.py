@@ -24,10 +24,8 @@ from mnv3_layers.training.config import (
 class Recipe:
     """Optimizer and regularization settings of a run (from `get_recipe`).
 
-    `schedule` is `"cosine"` (to 5 % of the peak rate) or `"step"` (staircase
-    exponential decay); `warmup_fraction` of the steps raise the rate linearly
-    from 0; `l2` is the kernel penalty (0: none); `ema_momentum` is `None`
-    without a weight EMA.
+    `schedule`: `"cosine"` (to 5 % of the peak) or `"step"` (staircase);
+    `l2` 0 and `ema_momentum` `None` mean none.
     """
 
     name: str
@@ -45,16 +43,14 @@ def get_recipe(name, global_batch_size, total_steps, pretrained, learning_rate=N
                bn_momentum=None, dropout_rate=None):
     """Resolves a recipe name into a `Recipe` for a run.
 
-    - `"default"`: Adam, linear warmup over the first 10 % of the steps, then
-      cosine decay to 5 %; peak rate 3e-3 from scratch, 1e-3 from pretrained
-      weights; batch-norm momentum 0.9 from scratch, 0.99 from pretrained
-      weights; dropout 0.2.
-    - `"sgd"`: SGD with momentum 0.9, peak rate 0.01, otherwise as `"default"`.
-    - `"paper"`: the paper's section 6.1: RMSProp (rho 0.9, momentum 0.9,
-      epsilon 0.002), rate 0.1 at batch 4096 scaled to the global batch,
-      100 staircase decays of x0.99 over the run, weight EMA 0.9999 (at most
-      `1 - 10 / total_steps`), batch-norm momentum 0.99, L2 1e-5 (`apply_l2`),
+    - `"default"`: Adam, 10 % linear warmup, cosine decay to 5 %; peak rate
+      3e-3 (1e-3 pretrained), batch-norm momentum 0.9 (0.99 pretrained),
       dropout 0.2.
+    - `"sgd"`: SGD with momentum 0.9, peak rate 0.01, otherwise `"default"`.
+    - `"paper"` (section 6.1): RMSProp (rho 0.9, momentum 0.9, epsilon
+      0.002), rate 0.1 per 4096 images of global batch, 100 staircase decays
+      of x0.99, weight EMA 0.9999 (at most `1 - 10 / total_steps`),
+      batch-norm momentum 0.99, L2 1e-5 (`apply_l2`), dropout 0.2.
 
     Why these values: `benchmarks/README.md`, "Training recipes".
 
@@ -162,9 +158,8 @@ def _walk_layers(layer, seen=None):
 def apply_l2(model, l2):
     """Adds an L2 penalty `l2 * sum(w**2)` on convolution and classifier kernels.
 
-    Sets `variable.regularizer` on the `kernel` of every `Conv2D` and `Dense`
-    layer; depthwise kernels, biases and batch norms are left out, as in
-    TF-slim's MobileNet training scope. Returns the number of kernels.
+    Depthwise kernels, biases and batch norms are left out (as in TF-slim);
+    returns the number of kernels regularized.
     """
     if not l2:
         return 0
@@ -182,9 +177,8 @@ def apply_l2(model, l2):
 def set_backbone_trainable(model, trainable):
     """Freezes (`False`) or unfreezes (`True`) everything but the classifier head.
 
-    The head is the pooled part of `last_stage` and `logits`. Frozen batch
-    norms run in inference mode (Keras' `BatchNormalization` does so when
-    `trainable=False`). Recompile the model after calling.
+    The head is the pooled part of `last_stage` and `logits`; frozen batch
+    norms run in inference mode. Recompile the model after calling.
     """
     for layer in model.layers:
         if layer.name in HEAD_LAYERS:
@@ -201,17 +195,16 @@ def build_classifier(variant, num_classes, image_size, alpha=1.0, minimalistic=F
                      weights=None, dropout_rate=0.2, bn_momentum=0.99):
     """A MobileNetV3 classifier for `num_classes`, optionally with a pretrained backbone.
 
-    `mnv3_layers.applications.build_classifier(..., head="applications")`
-    with a square `image_size` input: `MobileNetV3Small/Large(include_top=True,
-    classes=num_classes)`, with `weights` copied into everything up to the
-    full-resolution last-stage convolution (`"imagenet"` or a weights file).
+    `mnv3_layers.applications.build_classifier(..., head="applications")` on a
+    square input; `weights` fill everything up to the last-stage convolution.
 
     Args:
         variant: `"small"` or `"large"`.
         num_classes: classes, >= 2.
         image_size: square input size, >= 32.
         alpha, minimalistic: as in the applications.
-        weights: `None`, `"imagenet"` or a weights file path.
+        weights: `None`, `"imagenet"` or a weights file path. Defaults to
+            `None`.
         dropout_rate: dropout before the classifier. Defaults to `0.2`.
         bn_momentum: batch-norm momentum. Defaults to `0.99`.
 
@@ -219,8 +212,7 @@ def build_classifier(variant, num_classes, image_size, alpha=1.0, minimalistic=F
         An uncompiled `keras.Model`.
 
     Raises:
-        WeightsDownloadError: `"imagenet"` without network access (the message
-            says which file to pass instead).
+        WeightsDownloadError: `"imagenet"` without network access.
         ValueError: bad arguments, or a weights file of another variant.
 
     Example:
