@@ -16,7 +16,7 @@ import math
 import keras
 
 from mnv3_layers._registry import register
-from mnv3_layers._validation import check_bool, check_fraction
+from mnv3_layers._validation import check_bool, check_fraction, check_optional_name
 from mnv3_layers.applications import weights as weights_lib
 from mnv3_layers.applications.mobilenet_v3 import (
     build_head,
@@ -250,8 +250,7 @@ class MobileNetV3Backbone(keras.Model):
         )
         taps = feature_taps(spec, alpha, minimalistic, output_stride, reduced_tail)
         check_fraction("bn_momentum", bn_momentum)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"`name` must be a string. Received: name={name!r}")
+        check_optional_name("name", name)
         _check_weights(weights, spec, alpha, minimalistic, reduced_tail)
         input_shape = check_input_shape(
             (None, None, 3) if input_shape is None else input_shape, weights

@@ -19,6 +19,7 @@ from mnv3_layers._validation import (
     check_choice,
     check_finite_positive,
     check_fraction,
+    check_optional_name,
     check_positive_int,
 )
 from mnv3_layers.layers.hard_sigmoid import HardSigmoid
@@ -466,8 +467,7 @@ class LRASPPSegmenter(keras.Model):
         check_choice("pooling", pooling, POOLINGS)
         check_choice("gate", gate, GATES)
         check_choice("activation", activation, ACTIVATIONS)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"`name` must be a string. Received: name={name!r}")
+        check_optional_name("name", name)
         if pooling == "global":
             for arg_name, value in (("crop_size", crop_size), ("pool_strides", pool_strides)):
                 if value is not None:

@@ -14,7 +14,7 @@ import warnings
 import keras
 
 from mnv3_layers.layers._activation import activation_layer
-from mnv3_layers._validation import check_bool, check_fraction
+from mnv3_layers._validation import check_bool, check_fraction, check_optional_name
 from mnv3_layers.applications import weights as weights_lib
 from mnv3_layers.architecture.block_spec import BN_EPSILON, block_name, resolve_architecture
 from mnv3_layers.layers.efficient_last_stage import EfficientLastStage
@@ -221,8 +221,7 @@ def _check_flags_and_head(include_top, minimalistic, include_preprocessing, pool
         raise ValueError(f"`classes` must be a positive int. Received: classes={classes!r}")
     check_fraction("dropout_rate", dropout_rate)
     check_fraction("bn_momentum", bn_momentum)
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"`name` must be a string. Received: name={name!r}")
+    check_optional_name("name", name)
     if include_top and classifier_activation is not None and not isinstance(
         classifier_activation, str
     ) and not callable(classifier_activation):

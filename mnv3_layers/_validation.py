@@ -116,3 +116,10 @@ def check_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"`{name}` must be an integer. Received: {name}={value!r}")
     return int(value)
+
+
+def check_optional_name(name, value):
+    """Checks a layer/model `name` argument is a string or None."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a string. Received: {name}={value!r}")
+    return value

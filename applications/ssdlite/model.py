@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from mnv3_layers._registry import register
-from mnv3_layers._validation import check_positive_int
+from mnv3_layers._validation import check_optional_name, check_positive_int
 from mnv3_layers.applications.backbone import LAST_STAGE_TAP, MobileNetV3Backbone
 from mnv3_layers.applications.ssdlite import anchors as anchors_lib
 from mnv3_layers.applications.ssdlite import heads, losses
@@ -104,8 +104,7 @@ def _check_arguments(keras_cv, backbone, num_classes, bounding_box_format, extra
             max_detections=100,
         )
     _check_decoder(prediction_decoder, bounding_box_format)
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"`name` must be a string. Received: name={name!r}")
+    check_optional_name("name", name)
     return dict(
         c4=c4, c5=c5, image_shape=(height, width, backbone.image_shape[2]),
         num_classes=num_classes, bounding_box_format=bounding_box_format,
