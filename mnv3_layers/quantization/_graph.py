@@ -1,13 +1,9 @@
 """The one walk of a Keras 3 model's graph, for both QAT engines.
 
-`walk(model)` replays a functional (or built `Sequential`) model's graph and
-returns a flat list of `Op`s in call order: one per primitive layer call,
-with this package's composite layers (`InvertedResidual`, `SqueezeExcite`,
-`EfficientLastStage`, LR-ASPP's `LRASPPHead`) and nested functional models
-opened into the ops their `call` runs. This module is the one place that
-knows a composite's call order and the one that reads private Keras graph
-internals (`_nodes_by_depth`, `_keras_history`, ...); the engines translate
-the ops.
+`walk(model)` returns the `Op`s of a functional (or built `Sequential`) model
+in call order, one per primitive layer call, with this package's composite
+layers and nested models opened. It is the one place that reads private Keras
+graph internals.
 
 Example:
 

@@ -1,8 +1,7 @@
 """Inspect and evaluate TFLite/LiteRT flatbuffers with the LiteRT interpreter.
 
-`inspect_tflite(path)` reports ops, dtypes and weights (read without the
-default delegate, which would hide them in one `DELEGATE` node);
-`evaluate_tflite(path, images, labels)` runs a file on data (extra `litert`).
+`inspect_tflite(path)` reports ops, dtypes and weights; `evaluate_tflite(path,
+images, labels)` runs a file on data (extra `litert`).
 """
 
 import collections
@@ -31,27 +30,20 @@ class TFLiteReport:
     """What `inspect_tflite` found in a TFLite flatbuffer.
 
     Attributes:
-        source: the file (or "flatbuffer bytes").
-        size_bytes: size of the flatbuffer.
+        source, size_bytes: the file (or "flatbuffer bytes") and its size.
         op_histogram: op name -> count, e.g. `{"CONV_2D": 34, "HARD_SWISH": 19}`.
         tensor_dtypes: dtype name -> number of tensors (constants included).
         inputs, outputs: one dict per tensor: `name`, `shape`, `dtype`,
             `scale`, `zero_point` (`0.0`/`0` when not quantized).
         weights: one dict per conv/fully-connected op: `op`, `index`,
-            `tensor`, `dtype`, `shape`, `channels` (output channels),
-            `num_scales` (> 1: per-channel), `zero_points_all_zero`
-            (symmetric) and `zero_channels` (output channels whose int8
-            weights are all zero; `0` for float weights).
-        float_ops: compute ops (not QUANTIZE/DEQUANTIZE) with a float input or
-            output, as `"OP_NAME#index"`.
+            `tensor`, `dtype`, `shape`, `channels`, `num_scales` (> 1:
+            per-channel), `zero_points_all_zero`, `zero_channels`.
+        float_ops: compute ops with a float input or output, as `"OP#index"`.
         stray_quantize_ops: QUANTIZE/DEQUANTIZE ops between float and integer
-            that are not at the graph boundary (a QUANTIZE of a graph input, a
-            DEQUANTIZE to a graph output), as `"OP_NAME#index"`.
-        stray_quantize_pairs: DEQUANTIZE -> QUANTIZE or QUANTIZE -> DEQUANTIZE
-            chains inside the graph (a float detour), as
-            `("OP#i", "OP#j")` tuples.
-        requantize_ops: int8 -> int8 QUANTIZE ops (a rescale inside the
-            graph; legal, but a cost), as `"QUANTIZE#index"`.
+            not at the graph boundary, as `"OP#index"`.
+        stray_quantize_pairs: DEQUANTIZE/QUANTIZE chains inside the graph (a
+            float detour), as `("OP#i", "OP#j")` tuples.
+        requantize_ops: int8 -> int8 QUANTIZE ops, as `"QUANTIZE#index"`.
         ops: the op names in execution order.
     """
 
@@ -82,13 +74,8 @@ class TFLiteReport:
     def zeroed_weights(self):
         """The int8 weight tensors with output channels quantized to all zeros.
 
-        A channel whose float weights are not zero but whose int8 weights are
-        is lost: the op then outputs only its bias there. The usual cause is
-        the int32 bias constraint (bias scale = input scale x weight scale):
-        when an op's input range is tiny (an untrained or dead layer, or
-        calibration data that never excite it) and its bias is not, the
-        converter raises the weight scale until the bias fits, and the
-        weights round to zero.
+        Usually a tiny input range beside a large bias: the converter raises
+        the weight scale until the int32 bias fits and the weights round to 0.
         """
         return tuple(w for w in self.weights if w.get("zero_channels", 0) > 0)
 
@@ -222,14 +209,12 @@ def inspect_tflite(path):
         path: a `.tflite` file, or TFLite flatbuffer bytes.
 
     Returns:
-        A `TFLiteReport` (`str(report)` is readable; `report.is_fully_int8`
-        says whether the graph is integer-only between its boundaries).
+        A `TFLiteReport`.
 
     Raises:
         FileNotFoundError: `path` does not exist.
         ValueError: `path` is not a TFLite flatbuffer.
-        ImportError: `ai-edge-litert` is missing
-            (`pip install "mnv3-layers[litert]"`).
+        ImportError: `ai-edge-litert` is missing (extra `litert`).
 
     Example:
 
@@ -406,32 +391,27 @@ def _class_ids(labels):
 def evaluate_tflite(path, images, labels=None, batch_size=1, num_threads=1, kernels="xnnpack"):
     """Runs a TFLite file on images with the LiteRT interpreter.
 
-    An int8/uint8 input is quantized with its scale and zero point and an
-    int8/uint8 output dequantized, so predictions are float and comparable
-    with the Keras model's.
+    Integer inputs are quantized and integer outputs dequantized, so the
+    predictions are float, comparable with the Keras model's.
 
     Args:
         path: a `.tflite` file, or TFLite flatbuffer bytes.
-        images: an array `(num_images, *input_shape)` in the range the model
-            expects, or an iterable (e.g. `tf.data.Dataset`) of `x` or
-            `(x, y)` batches.
+        images: an array `(num_images, *input_shape)`, or an iterable (e.g.
+            `tf.data.Dataset`) of `x` or `(x, y)` batches.
         labels: class ids or one-hot labels for an array of `images` (a
             dataset's `y` are used otherwise). Defaults to `None`.
-        batch_size: images per `invoke()` for an array of `images`.
-            Defaults to `1`.
+        batch_size: images per `invoke()` for an array. Defaults to `1`.
         num_threads: interpreter threads. Defaults to `1`.
-        kernels: `"xnnpack"` (LiteRT's default CPU delegate) or
-            `"reference"` (TFLite's built-in kernels, which round
-            differently). Defaults to `"xnnpack"`.
+        kernels: `"xnnpack"` (LiteRT's default delegate) or `"reference"`
+            (TFLite's built-in kernels). Defaults to `"xnnpack"`.
 
     Returns:
         The predictions `(num_images, ...)`, or `(predictions, accuracy)`
         (top-1, in [0, 1]) when labels are available.
 
     Raises:
-        ValueError: not a TFLite file, a multi-input/multi-output model,
-            images of the wrong shape, labels of the wrong length, or an
-            unknown `kernels`.
+        ValueError: not a TFLite file, several inputs or outputs, wrong
+            image shape or label count, or an unknown `kernels`.
         ImportError: `ai-edge-litert` is missing.
 
     Example:

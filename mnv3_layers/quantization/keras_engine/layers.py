@@ -25,8 +25,8 @@ from mnv3_layers.quantization.keras_engine.quantizers import (
 class _QuantLayer(keras.layers.Layer):
     """Base of the QAT layers: an activation and its fake-quant points.
 
-    `activation` is applied to the layer's (float) result and fake-quant
-    is placed as the module docstring describes; `quantize_input` adds a
+    `activation` is applied to the layer's float result, fake-quantized
+    where the int8 model has an int8 tensor; `quantize_input` adds a
     fake-quant before activations that are ops of their own (hard-swish,
     softmax, sigmoid) when the result is not yet an int8 tensor.
     """
@@ -114,7 +114,7 @@ class QuantConv(_QuantLayer):
     s = gamma / sqrt(moving_variance + epsilon)          # with batch_norm
     w = kernel * s,  b = beta + (bias - moving_mean) * s # (else w, b = kernel, bias)
     y = conv(x, fake_quant_per_channel(w)) + b
-    output = fake-quant placement for `activation` (module docstring)
+    output = activation with fake-quant (`_QuantLayer`)
     ```
 
     Args:
@@ -128,7 +128,7 @@ class QuantConv(_QuantLayer):
         bn_epsilon, bn_center, bn_scale: the batch norm's settings.
         activation: one of `ACTIVATIONS`. Defaults to `"linear"`.
         quantize_input, range_momentum: see `ActivationQuantizer` and the
-            module docstring.
+            `_QuantLayer`.
         **kwargs: base layer arguments.
     """
 
@@ -270,7 +270,7 @@ class QuantDense(_QuantLayer):
     """QAT `Dense`: per-tensor symmetric int8 kernel, bias, activation.
 
     Formula: `output = activation(x @ fake_quant_per_tensor(kernel) + bias)`
-    with fake-quant placed as the module docstring describes.
+    with fake-quant placed as in `_QuantLayer`.
 
     Args:
         units: output units.

@@ -15,9 +15,8 @@ from mnv3_layers.quantization.tfmot_engine.twin import build_tf_keras_twin
 def quantize_scope(*custom_objects):
     """tfmot's `quantize_scope` plus this package's tf_keras layers and configs.
 
-    Use it to clone, `quantize_apply` or deserialize tf_keras models that
-    use `TFKerasHardSwish`, `TFKerasHardSigmoid` or this package's
-    `QuantizeConfig`s.
+    Use it to clone, `quantize_apply` or deserialize tf_keras models with
+    this package's tf_keras layers or `QuantizeConfig`s.
 
     Args:
         *custom_objects: more `{name: class}` dicts for the scope.
@@ -53,44 +52,32 @@ def quantize_scope(*custom_objects):
 def quantize_model_tfmot(model, range_momentum=0.99, freeze_batch_norm=True, hard_swish="op"):
     """Returns a tfmot QAT tf_keras model of a float Keras 3 model.
 
-    Builds the flat tf_keras twin (`build_tf_keras_twin`), annotates every
-    layer (the SE gate convolutions with `GateConvQuantizeConfig`) and
-    applies `tfmot.quantization.keras.quantize_apply` with
-    `MobileNetV3QuantizeScheme`. Train it like any tf_keras model (a
-    tf_keras optimizer, `jit_compile=False` on CPU) for at least one step
-    (the first batch sets the activation ranges), then export it with
-    `mnv3_layers.quantization.export_tflite(qat, path, quantization="int8")`.
-    Save it as a TF checkpoint (`qat.save_weights("ckpt/qat")`) and restore
-    into the same QAT model rebuilt from the same float model: tfmot models
-    do not round-trip through `.keras` or `.h5` files.
+    `quantize_apply` with `MobileNetV3QuantizeScheme` on the tf_keras twin
+    (`build_tf_keras_twin`). Train it with a tf_keras optimizer
+    (`jit_compile=False` on CPU) one step or more before `export_tflite`.
+    Save it with `qat.save_weights` (a TF checkpoint) and restore into a QAT
+    model rebuilt from the same float model: no `.keras` or `.h5` round trip.
 
     Args:
-        model: a float Keras 3 functional model (an application, a
-            `MobileNetV3Backbone`-based model or a functional model built
-            from this package's layers and common Keras layers), or a
-            tf_keras model (e.g. from `build_tf_keras_twin`).
-        range_momentum: moving-average momentum of the activation ranges
-            (`FirstBatchMovingAverageQuantizer`), in [0, 1).
-            Defaults to `0.99`, as the Keras engine.
-        freeze_batch_norm: run the batch norms in inference mode during QAT
-            (`trainable=False` on each), as the Keras engine does; `False`
-            keeps tfmot's default (batch statistics in training).
-            Defaults to `True`.
-        hard_swish: `"op"` (one int8 `HARD_SWISH` op per hard-swish) or
-            `"elementwise"` (int8 `ADD`, `MUL`, `MUL`), as the Keras engine's
-            option. For a tf_keras `model` its `TFKerasHardSwish` layers'
-            `form` decides and this must stay `"op"`. Defaults to `"op"`.
+        model: a float Keras 3 functional model of this package's layers
+            and common Keras layers, or a tf_keras model (e.g. a twin).
+        range_momentum: momentum of the moving-average activation ranges,
+            in [0, 1). Defaults to `0.99`.
+        freeze_batch_norm: batch norms run in inference mode during QAT;
+            `False` keeps tfmot's batch statistics. Defaults to `True`.
+        hard_swish: `"op"` or `"elementwise"`, as in the Keras engine; must
+            stay `"op"` for a tf_keras `model` (its layers' `form` decides).
+            Defaults to `"op"`.
 
     Returns:
-        A tf_keras `Model` of tfmot `QuantizeWrapperV2` layers, starting
-        from `model`'s float weights (`model` itself is not changed).
+        A tf_keras `Model` of `QuantizeWrapperV2` layers with `model`'s
+        float weights (`model` is not changed).
 
     Raises:
-        ValueError: `model` contains a layer the engine cannot translate
-            (the message names it), or a bad `range_momentum`.
+        ValueError: a layer the engine cannot translate, or a bad
+            `range_momentum`.
         TypeError: `model` is not a Keras model.
-        ImportError: tfmot or tf_keras is missing
-            (`pip install "mnv3-layers[qat]"`).
+        ImportError: tfmot or tf_keras is missing (extra `qat`).
 
     Example:
 
@@ -192,10 +179,7 @@ def _annotate(twin, range_momentum):
 def _autograph_off():
     """Builds layers without AutoGraph conversion (faster; the same graph).
 
-    tf_keras converts every custom layer's `call` with AutoGraph when it is
-    first called on symbolic inputs; tfmot's wrappers and this engine's
-    layers have no tensor-dependent Python control flow, so plain tracing
-    builds the same graph. Training and export still run under AutoGraph.
+    The layers have no tensor-dependent Python control flow.
     """
     try:
         from tensorflow.python.autograph.core import ag_ctx

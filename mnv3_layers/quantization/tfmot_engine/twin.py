@@ -61,17 +61,15 @@ def _check_model(model):
 def build_tf_keras_twin(model, hard_swish="op"):
     """Builds the flat tf_keras twin of a float Keras 3 model, weights copied.
 
-    The twin computes the same function in float (with
-    `hard_swish="elementwise"` each hard-swish's gate is also rounded to
-    steps of 1/255, as in the int8 file): this package's composite layers
-    become top-level tf_keras layers named `"{block}/{sublayer}"`
-    (`"expanded_conv_3/squeeze_excite/expand"`), hard-swish and hard-sigmoid
-    become `TFKerasHardSwish` / `TFKerasHardSigmoid`, other layers keep
-    their names. It is the model `quantize_model_tfmot` quantizes.
+    The twin computes the same float function (with `"elementwise"`, the
+    hard-swish gates rounded to steps of 1/255); composite layers become
+    top-level layers named `"{block}/{sublayer}"`
+    (`"expanded_conv_3/squeeze_excite/expand"`), other layers keep their
+    names. It is the model `quantize_model_tfmot` quantizes.
 
     Args:
-        model: a functional (or built Sequential) Keras 3 model built from
-            this package's layers and common Keras layers.
+        model: a functional (or built Sequential) Keras 3 model of this
+            package's layers and common Keras layers.
         hard_swish: `form` of every `TFKerasHardSwish`: `"op"` or
             `"elementwise"`. Defaults to `"op"`.
 
@@ -79,8 +77,8 @@ def build_tf_keras_twin(model, hard_swish="op"):
         A tf_keras functional model with `model`'s weights.
 
     Raises:
-        ValueError: `model` contains a layer the engine cannot translate
-            (the message names it) or is a subclassed model.
+        ValueError: a layer the engine cannot translate, or a subclassed
+            model.
         ImportError: tfmot or tf_keras is not installed (extra `qat`).
     """
     _check_model(model)
