@@ -141,7 +141,6 @@ class ClassificationData:
             validation_split: see above. Defaults to `0.2`.
             batch_size: batch size of array data. Defaults to `32`.
             require_validation: why a dataset needs `validation_data` (message).
-
         """
         if is_dataset(train_data):
             images, labels = first_batch("train_data", train_data)[:2]

@@ -55,11 +55,9 @@ def scan_image_folder(directory, skip_bad_images=False, class_names=None, what="
     """Checks a folder-per-class image folder before training; returns an `ImageFolder`.
 
     Finds what `keras.utils.image_dataset_from_directory` would trip over or
-    silently drop: a missing folder, fewer than two class folders, an empty
-    class folder, an image outside the class folders, a non-image file (keras
-    reads only `IMAGE_EXTENSIONS`), an image that does not decode (each is
-    decoded with `tf.io.decode_image`, as keras does). Hidden files are
-    ignored; class folders may have sub-folders (keras reads them too).
+    silently drop: a missing folder, fewer than two or an empty class folder,
+    an image outside the class folders, a file not in `IMAGE_EXTENSIONS`, an
+    image that does not decode. Hidden files are ignored.
 
     Args:
         directory: the folder.
@@ -244,8 +242,7 @@ def make_augmentation(names, seed=0):
 def _drop_bad(dataset, folder, count):
     """Drops the images the scan found unreadable (they raise when decoded).
 
-    `count` is the number of readable images left: stating it keeps the
-    dataset's length known to `fit` (`ignore_errors` alone makes it unknown).
+    `count` (readable images left) keeps the dataset's length known to `fit`.
     """
     import tensorflow as tf
 
@@ -257,11 +254,8 @@ def _drop_bad(dataset, folder, count):
 def load_datasets(config, num_replicas=1, log=print, max_representative=100):
     """Scans and loads the image folders of `config`; returns a `DataBundle`.
 
-    Images are read with `keras.utils.image_dataset_from_directory`
-    (resized to `image_size`, RGB, float in [0, 255]: the models rescale
-    inputs themselves), unbatched, then cached in memory when small,
-    shuffled, batched with the global batch `batch_size * num_replicas`,
-    augmented and prefetched.
+    Images are RGB floats in [0, 255] resized to `image_size`, batched with
+    the global batch `batch_size * num_replicas`, augmented and prefetched.
     """
     import tensorflow as tf
 

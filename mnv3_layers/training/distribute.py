@@ -12,11 +12,10 @@ from mnv3_layers.training.config import DISTRIBUTIONS
 def make_strategy(distribution="none", tpu=None):
     """The `tf.distribute` strategy for `distribution`.
 
-    `"none"`: the default strategy; `"mirrored"`: `MirroredStrategy` over the
-    local GPUs, else over every logical CPU device; `"multiworker"`:
-    `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG` (same command on
-    every worker); `"tpu"`: `TPUStrategy` on `tpu` (`""`/`None`: the local or
-    environment-configured TPU).
+    `"none"`: the default strategy; `"mirrored"`: over the local GPUs, else
+    every logical CPU; `"multiworker"`: cluster from `TF_CONFIG` (same command
+    on every worker); `"tpu"`: on `tpu` (`""`/`None`: local or from the
+    environment).
 
     Raises:
         ValueError: an unknown `distribution`, or `"multiworker"` without a

@@ -54,11 +54,10 @@ def _config_differences(stored, current):
 def prepare_output_folder(config, overwrite=False, extra_owned=(), write=True):
     """Checks `config.out` and stores the configuration in it.
 
-    A new or empty folder gets `config.json`. A folder with the same
-    `config.json` resumes (or is `"complete"` when `metrics.json` exists); a
-    run of another configuration without results yet (stopped before its
-    first checkpoint) takes the new one. Anything else is refused, unless
-    `overwrite`, which removes only the files a run writes (`OWNED_NAMES`,
+    A new or empty folder gets `config.json`; a folder with the same one
+    resumes (`"complete"` when `metrics.json` exists); a run of another
+    configuration stopped before its first checkpoint is replaced. Anything
+    else is refused unless `overwrite` (which removes only `OWNED_NAMES` and
     `extra_owned`).
 
     Args:
@@ -139,12 +138,11 @@ def _reuse_status(out, entries, current, extra_owned, write):
 
 
 def read_checkpoint_state(out):
-    """The last checkpoint state of a run folder, or `None`.
+    """The last checkpoint state of a run folder, or `None` without a complete one.
 
     Returns:
-        A dict with `"epoch"` (epochs completed), `"phase"` and `"weights"`
-        (path of the `.weights.h5` file holding model and optimizer
-        variables), or `None` when there is no complete checkpoint.
+        `{"epoch": epochs completed, "phase": ..., "weights": path of the
+        `.weights.h5` file of model and optimizer variables}`, or `None`.
     """
     path = os.path.join(out, CHECKPOINT_DIR, STATE_FILE)
     if not os.path.isfile(path):
@@ -159,14 +157,14 @@ def read_checkpoint_state(out):
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves model and optimizer variables after every epoch, atomically.
 
-    Writes `epoch-NNNN-PHASE.weights.h5`, then `state.json` pointing to it (the
-    commit point), then deletes older checkpoints, each file through
-    `mnv3_layers.files`: a run killed at any moment leaves a complete one.
+    Writes `epoch-NNNN-PHASE.weights.h5`, then `state.json` pointing to it,
+    then deletes older ones: a run killed at any moment leaves a complete one.
 
     Args:
         directory: the checkpoint folder.
         phase: name of the training phase (stored in the state).
-        write: `False` on non-chief workers (they save nothing).
+        write: `False` on non-chief workers (they save nothing). Defaults
+            to `True`.
     """
 
     def __init__(self, directory, phase, write=True):
