@@ -1,16 +1,9 @@
 """Per-component latency lookup tables measured on this CPU, and whole-model predictions.
 
-`LatencyTable` times each distinct component (`model_configs(...)`: stem,
-bneck blocks, head) once as its own float TFLite model (batch 1, LiteRT),
-warm and cold, on the wall and CPU clocks, and predicts a whole model as
-
-    total = overhead + sum(max(component - overhead, 0) for each component)
-
-(`overhead`: one `invoke()` of a one-op model), corrected by the stored
-calibration (`latency.calibration`). The JSON file is keyed by
-`runtime_fingerprint` and `config.key`, written atomically and merged; a
-corrupt one is moved to `<path>.corrupt` and rebuilt. Accuracy on a real
-CPU: `benchmarks/README.md` (`bench_latency_table.py`).
+`LatencyTable` times each distinct component (`model_configs(...)`) once as
+its own float TFLite model and predicts a whole model from their sum
+(`LatencyPrediction`). Its JSON file is keyed by `runtime_fingerprint` and
+`config.key`. Accuracy: `benchmarks/README.md` (`bench_latency_table.py`).
 """
 
 import dataclasses
@@ -208,32 +201,30 @@ class LatencyPrediction:
 class LatencyTable:
     """Latency of MobileNetV3 components on this CPU, measured once and cached.
 
-    Missing entries are measured on demand (seconds per component) by
-    `predict`, `latency_ms` and `measure`, then saved.
+    Missing entries are measured on demand (seconds per component), then saved.
 
     Args:
-        path: the JSON cache file (created if missing, set aside if corrupt).
-            Defaults to `None` (`default_table_path()`).
+        path: the JSON cache file (created if missing; a corrupt one is moved
+            to `<path>.corrupt`). Defaults to `None` (`default_table_path()`).
         num_threads: interpreter threads (part of the fingerprint).
             Defaults to `1` (the paper's protocol).
         warmup: untimed runs per component. Defaults to `5`.
         runs: timed runs per component. Defaults to `30`.
-        statistic: `"median"` or `"min"` of the timed runs, used by
-            `predict` and `latency_ms`. Defaults to `"median"`.
+        statistic: `"median"` or `"min"` of the timed runs.
+            Defaults to `"median"`.
         clock: `"wall"` (the paper's latency) or `"cpu"` (the calling
             thread's CPU time; needs `num_threads=1`). Defaults to `"wall"`.
         cache: which stored timing is summed: `"warm"` (back to back),
             `"cold"` (after a cache flush) or `"mixed"` (cold head, warm stem
             and blocks). Defaults to `"mixed"`.
-        calibrated: apply the whole-model correction stored by
-            `calibrate(...)` for this clock, cache mode and statistic.
+        calibrated: apply the correction stored by `calibrate(...)`.
             Defaults to `True`.
         verbose: print one line per measured component. Defaults to `False`.
 
     Attributes:
         fingerprint: `runtime_fingerprint(num_threads)`; the arguments as given.
-        entries: dict config key -> stored measurement (this fingerprint's).
-        calibration: dict `calibration_key` -> stored correction and points.
+        entries, calibration: this fingerprint's stored measurements and
+            corrections, by config key and `calibration_key`.
 
     Example:
 
@@ -350,10 +341,7 @@ class LatencyTable:
         return self._stat(key)
 
     def measure(self, configs, force=False):
-        """Measures (and saves) every configuration not in the table yet, or all if `force`.
-
-        Returns the number of components measured (the overhead included).
-        """
+        """Measures and saves every missing configuration (all if `force`); returns the count."""
         configs = list(configs)
         for config in configs:
             if not isinstance(config, (StemConfig, BneckConfig, HeadConfig)):
@@ -392,8 +380,7 @@ class LatencyTable:
     def _measure_many(self, configs):
         """Builds, converts and times `configs`; returns one stats dict each.
 
-        The timed runs are interleaved in rounds over all configs. Override
-        `measure_flatbuffers` (or this) to plug in another timer.
+        Override `measure_flatbuffers` (or this) to plug in another timer.
         """
         flatbuffers = [convert_float_tflite(build_component(c)) for c in configs]
         return self.measure_flatbuffers(flatbuffers)
@@ -441,8 +428,7 @@ class LatencyTable:
     def spill_mib(self, configs, l2_bytes=None):
         """MiB of stem and block weights that a whole model streams past L2 per inference.
 
-        See `latency.calibration.spill_mib`; components this table times cold
-        are left out.
+        See `latency.calibration.spill_mib`; cold-timed components are left out.
 
         Args:
             configs: the components of one model.
@@ -456,12 +442,9 @@ class LatencyTable:
     def calibrate(self, measurements, kind="scale", l2_bytes=None):
         """Fits, stores and returns a whole-model correction (`latency.calibration`).
 
-        Stored per clock, cache mode and statistic; applied when `calibrated`.
-
         Args:
             measurements: non-empty list of `(configs, measured_ms)`: a whole
-                model's components and its latency on this table's clock and
-                statistic (e.g. `measure_tflite(model)["cpu_median_ms"]`).
+                model's components and its latency on this table's clock.
             kind: `"scale"`, `"intercept"` or `"spill"`. Defaults to `"scale"`.
             l2_bytes: the L2 size for `"spill"`. Defaults to `None`
                 (`l2_cache_bytes()`, or 0 when unknown).

@@ -127,7 +127,7 @@ class QuantConv(_QuantLayer):
             Defaults to `False`.
         bn_epsilon, bn_center, bn_scale: the batch norm's settings.
         activation: one of `ACTIVATIONS`. Defaults to `"linear"`.
-        quantize_input, range_momentum: see `ActivationQuantizer` and the
+        quantize_input, range_momentum: see `ActivationQuantizer` and
             `_QuantLayer`.
         **kwargs: base layer arguments.
     """
