@@ -1,8 +1,7 @@
 """MobileNetV3 architectures as data: the paper's Tables 1 and 2, row for row.
 
-Each row is a frozen `BlockSpec` holding the paper's columns at width 1.0:
-kernel, exp size, #out, SE, NL, stride. `resolve.resolve_architecture` applies
-the width multiplier, `minimalistic` and the output stride (re-exported here).
+Each row is a frozen `BlockSpec` of the paper's columns at width 1.0;
+`get_architecture` turns a variant argument into an `ArchitectureSpec`.
 
 Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, Tables 1
 and 2, as implemented in TF-slim and keras.applications.

@@ -86,8 +86,8 @@ class Profile:
 
     Attributes:
         variant: architecture name (`"large"`, `"small"` or a spec's name).
-        alpha, minimalistic, include_top, output_stride: as given.
-        input_size: `(height, width)` of the input image.
+        alpha, minimalistic, include_top, output_stride: as given;
+            `input_size` as `(height, width)`.
         classes: classifier width (`None` when `include_top` is False).
         rows: tuple of `LayerProfile`, in model order.
     """

@@ -1,5 +1,5 @@
-"""The one data intake (search and training): array/dataset checks, validation split,
-label format, number of classes, batching into `tf.data` (TensorFlow imported lazily).
+"""Data intake of search and training: `ClassificationData` (checks, validation split,
+labels) and `batch_dataset`; TensorFlow is imported lazily.
 """
 
 import dataclasses
