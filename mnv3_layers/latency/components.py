@@ -1,9 +1,7 @@
 """The components of a MobileNetV3 for latency tables: stem, bneck and head configurations.
 
-`model_configs(...)` lists a model's components from its block table (nothing
-is built); `build_component` builds one as a small batch-1 Keras model;
-`component_weight_bytes` counts its float32 weights
-(`architecture.profile`'s parameter counter).
+`model_configs(...)` lists a model's components, `build_component` builds one
+as a batch-1 Keras model, `component_weight_bytes` counts its float32 weights.
 """
 
 import contextlib
@@ -62,8 +60,7 @@ class StemConfig:
 
     Attributes:
         height, width, in_channels: input size.
-        filters, kernel_size, strides, activation: of the convolution.
-        preprocessing: the input rescaling (`include_preprocessing`) is included.
+        filters, kernel_size, strides, activation, preprocessing: as named.
     """
 
     height: int
@@ -103,8 +100,8 @@ class BneckConfig:
 
     Attributes:
         height, width, in_channels: input size.
-        expanded_filters: depthwise width (`in_channels`: no expand conv).
-        filters: output width.
+        expanded_filters, filters: depthwise width (`in_channels`: no expand
+            conv) and output width.
         kernel_size, strides, dilation_rate: of the depthwise convolution.
         se: squeeze-and-excite (ratio 0.25 of the expanded width).
         activation: `"relu"` or `"hard_swish"`.
@@ -157,8 +154,8 @@ class HeadConfig:
         height, width, in_channels: input size.
         filters, activation: of the last stage's 1x1 conv (960 / 576 at alpha 1).
         top: `"features"`, `"avg"`, `"applications"` or `"dense"` (`model_configs`).
-        last_point_filters: pooled 1x1 conv width for `"applications"`, else 0.
-        classes: classifier width for `"applications"` and `"dense"`, else 0.
+        last_point_filters, classes: pooled 1x1 conv and classifier widths
+            (0 where `top` has none).
     """
 
     height: int
@@ -244,9 +241,7 @@ def model_configs(
     output_stride=32,
     reduced_tail=False,
 ):
-    """The component configurations of a MobileNetV3, in network order.
-
-    Computed from the block table alone (nothing is built).
+    """The component configurations of a MobileNetV3, in network order (nothing is built).
 
     Args:
         variant: `"large"`, `"small"`, an `ArchitectureSpec` or its dict form.
@@ -334,8 +329,7 @@ def component_params(config):
 def component_weight_bytes(config):
     """Bytes of float32 parameters the component's TFLite model reads per inference.
 
-    The converter folds each batch norm into one bias per channel
-    (`ParamCount.folded_params`). `OVERHEAD_KEY` has none.
+    Batch norms count as one folded bias per channel. `OVERHEAD_KEY` has none.
 
     Example:
 
@@ -350,11 +344,9 @@ def component_weight_bytes(config):
 
 
 def build_component(config):
-    """A batch-1 Keras model of one component, built like the applications build it.
+    """A batch-1 Keras model of one component, built by the applications' own builders.
 
-    The stem and head come from the applications' own builders
-    (`build_stem`, `build_head` in `mnv3_layers.applications.mobilenet_v3`);
-    the `"dense"` top is global average pooling and a softmax `Dense`.
+    The `"dense"` top is global average pooling and a softmax `Dense`.
     """
     import keras
 

@@ -1,24 +1,8 @@
 """Batch-1 inference latency of a Keras model or a TFLite flatbuffer, measured on this CPU.
 
-`measure_latency(...)` runs a model on a fixed, seeded input (uniform
-[0, 255], quantized for integer TFLite inputs): `warmup` untimed runs, then
-`runs` timed runs (`time.perf_counter`), and returns a `LatencyReport`. The
-paper's protocol (section 6.1) is `runtime="tflite", num_threads=1,
-batch_size=1`.
-
-- `"keras"`: on TensorFlow, `model(x, training=False)` traced once in a
-  `tf.function` (no XLA; outputs fetched to NumPy in each run); the model's
-  own `predict_function` and compile state are untouched. Other backends
-  time `model.predict_on_batch(x)`.
-- `"tflite"`: a Keras model is converted in memory
-  (`tflite.convert_to_tflite`); files and bytes run as they are, in the
-  LiteRT interpreter with `num_threads` threads and XNNPACK. One run is one
-  `invoke()`.
-
-Threads: exact for `"tflite"`. TensorFlow's pools are process-wide: they are
-set to `num_threads` for the rest of the process if the runtime has not
-started yet; otherwise the current pools are used, with a warning (once) and
-a note in the report. Only single-input models are supported.
+`measure_latency(...)` returns a `LatencyReport`; `measure_tflite(...)` the
+wall and CPU-clock latency of a float TFLite model, as `LatencyTable` predicts
+it. Only single-input models are supported.
 """
 
 import dataclasses
@@ -160,11 +144,8 @@ def check_input_shape(input_shape):
 
 
 def resolve_source(model_or_path):
-    """Returns `(kind, obj, description)`, kind in {"keras", "tflite_path", "tflite_bytes"}.
-
-    A `.keras` path is returned as kind "keras_path" (loaded later, after the
-    thread settings are applied).
-    """
+    """Returns `(kind, obj, description)`; kind is "keras", "keras_path", "tflite_path" or
+    "tflite_bytes" (a `.keras` file is loaded later, after the thread settings)."""
     if isinstance(model_or_path, keras.Model):
         return "keras", model_or_path, f"Keras model '{model_or_path.name}'"
     if isinstance(model_or_path, (bytes, bytearray, memoryview)):
@@ -423,10 +404,9 @@ def measure_latency(
 ):
     """Measures the inference latency of a model on this CPU.
 
-    `warmup` untimed forward passes, then `runs` timed ones on a fixed seeded
-    input (`time.perf_counter`). The paper's protocol is `runtime="tflite",
-    num_threads=1, batch_size=1`; the module docstring says what each
-    runtime times.
+    `warmup` untimed runs, then `runs` timed ones (`time.perf_counter`) on a
+    seeded uniform [0, 255] input. The paper's protocol (section 6.1) is
+    `runtime="tflite", num_threads=1, batch_size=1`.
 
     Args:
         model_or_path: a `keras.Model`, a path to a `.keras` file, a path to a
@@ -434,10 +414,12 @@ def measure_latency(
         input_shape: input shape without the batch dimension, e.g.
             `(224, 224, 3)`. Required only when the model's input shape has
             unknown dimensions. Defaults to `None` (read from the model).
-        runtime: `"keras"` or `"tflite"` (the LiteRT interpreter; a Keras
-            model is converted first). Defaults to `"keras"`.
-        num_threads: CPU threads (for `"keras"`, only if TensorFlow's pools
-            have not started; else a warning and a note). Defaults to `1`.
+        runtime: `"keras"` (on TensorFlow, the model traced once in a
+            `tf.function`; else `predict_on_batch`) or `"tflite"` (one LiteRT
+            `invoke()`; a Keras model is converted first). Defaults to `"keras"`.
+        num_threads: CPU threads. For `"keras"`, TensorFlow's process-wide
+            pools are set only if they have not started (else a warning and
+            a note in the report). Defaults to `1`.
         batch_size: batch size of the input. Defaults to `1`.
         warmup: untimed runs before timing, >= 0. Defaults to `10`.
         runs: timed runs, >= 1. Defaults to `50`.
@@ -479,10 +461,8 @@ def measure_latency(
 def measure_tflite(model_or_flatbuffer, warmup=5, runs=30, num_threads=1):
     """Batch-1 float TFLite latency of a whole model on the wall and CPU clocks.
 
-    Like `measure_latency(..., runtime="tflite")`, but converts with
-    `convert_float_tflite` (same ops, faster) and reports the calling
-    thread's CPU time next to the wall time (see `time_runners`), which is
-    what `LatencyTable(clock="cpu")` predicts.
+    Like `measure_latency(..., runtime="tflite")`, plus the calling thread's
+    CPU time, which `LatencyTable(clock="cpu")` predicts.
 
     Args:
         model_or_flatbuffer: a fixed-input-shape Keras model, TFLite bytes,
