@@ -1,7 +1,6 @@
 """The one registration decorator used by every layer of the package.
 
-The package string ``"mnv3_layers"`` is part of the saved-model file format
-(``.keras`` configs store ``"mnv3_layers>ClassName"``): never rename it.
+``"mnv3_layers"`` is part of the ``.keras`` format (``"mnv3_layers>ClassName"``): never rename it.
 """
 
 import keras

@@ -25,10 +25,6 @@ class EfficientLastStage(keras.layers.Layer):
     # with last_point_filters=None: output = f  (the feature map)
     ```
 
-    Moving the pool in front of the 1280-wide layer is what makes the stage
-    cheap: the wide layer runs on 1x1 instead of 7x7 (paper: 7 ms, 11% of
-    the run time, saved with no accuracy loss).
-
     Args:
         filters: channels of the 1x1 convolution at full resolution.
         last_point_filters: channels of the pooled 1x1 convolution, or `None`

@@ -17,8 +17,7 @@ class HardSigmoid(keras.layers.Layer):
                     = 1            if x >= 3
     ```
 
-    This is the paper's piecewise-linear sigmoid, not `tf_keras`'s
-    `hard_sigmoid` (`0.2 * x + 0.5`), which is a different function.
+    Not `tf_keras`'s `hard_sigmoid` (`0.2 * x + 0.5`), a different function.
 
     Args:
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).

@@ -14,8 +14,7 @@ class HardSwish(keras.layers.Layer):
     hard_swish(x) = x * relu6(x + 3) / 6
     ```
 
-    computed as `x * relu6(x + 3) * (1/6)`, the pattern the TFLite converter
-    fuses into a single `HARD_SWISH` op.
+    Computed as `x * relu6(x + 3) * (1/6)`, which TFLite fuses into one `HARD_SWISH` op.
 
     Args:
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).

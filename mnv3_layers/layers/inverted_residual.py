@@ -28,12 +28,10 @@ class InvertedResidual(keras.layers.Layer):
     output = x + h                      # only when strides == 1 and C_in == filters
     ```
 
-    Convolutions have no bias (the batch norm after each one has it). The
-    depthwise convolution uses `"same"` padding, which for a known input size
-    equals `keras.applications`' explicit `correct_pad` padding.
+    Convolutions have no bias; `"same"` padding equals `keras.applications`' `correct_pad`.
 
     Args:
-        filters: output channels (the bottleneck width). Positive int.
+        filters: output channels (the bottleneck width).
         kernel_size: depthwise kernel size, an odd int (3 or 5 in the paper).
             Defaults to `3`.
         strides: depthwise stride, 1 or 2. Defaults to `1`.
@@ -51,11 +49,9 @@ class InvertedResidual(keras.layers.Layer):
             Defaults to `1e-3`.
         divisor: channel rounding multiple for the expanded and squeeze
             widths. Defaults to `8`.
-        expansion_output: also return the expansion output (after the
-            expand activation; the input itself when there is no expand
-            convolution), as `(output, expansion_output)`. Used for feature
-            taps such as SSDLite's C4 (TF-slim's `expansion_output`
-            endpoint); the weights are the same either way.
+        expansion_output: also return the expansion output (after the expand
+            activation, or the input when there is none) as
+            `(output, expansion_output)`, e.g. for SSDLite's C4 tap.
             Defaults to `False`.
         **kwargs: base `keras.layers.Layer` arguments.
 

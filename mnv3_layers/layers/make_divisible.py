@@ -16,8 +16,7 @@ def make_divisible(value, divisor=8, min_value=None):
         min_value: smallest result allowed. Defaults to `divisor`.
 
     Returns:
-        An `int`; a multiple of `divisor` unless `min_value` is larger and
-        not itself a multiple.
+        An `int`, a multiple of `divisor` unless a larger `min_value` is not.
 
     Example:
 

@@ -1,9 +1,7 @@
 """Functional hard-sigmoid and hard-swish (MobileNetV3 paper, section 5.2).
 
-Both are written in the form the TFLite converter fuses: hard-swish as
-``x * relu6(x + 3) * (1/6)`` becomes one ``HARD_SWISH`` op, where
-``x * clip(x / 6 + 0.5, 0, 1)`` would not. `tf_keras`'s ``hard_sigmoid`` is a
-different function (``0.2 * x + 0.5``); never substitute it.
+Written in the form the TFLite converter fuses (one ``HARD_SWISH`` op); not
+`tf_keras`'s ``hard_sigmoid`` (``0.2 * x + 0.5``).
 """
 
 from keras import ops
@@ -26,7 +24,7 @@ def hard_sigmoid(x):
 
 
 def hard_swish(x):
-    """Hard swish: ``x * relu6(x + 3) / 6`` (computed as ``x * relu6(x + 3) * (1/6)``).
+    """Hard swish: ``x * relu6(x + 3) / 6``.
 
     Example:
 

@@ -36,9 +36,8 @@ class SqueezeExcite(keras.layers.Layer):
     >>> tuple(SqueezeExcite(se_ratio=0.25)(np.ones((1, 7, 7, 96), "float32")).shape)
     (1, 7, 7, 96)
 
-    Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019,
-    section 5.3 (SE with hard-sigmoid gate, squeeze to 1/4 of the expansion
-    width); Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018.
+    Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 5.3;
+    Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018.
     """
 
     def __init__(self, se_ratio=0.25, divisor=8, **kwargs):

@@ -1,8 +1,5 @@
-"""`run_backbone_test`: one call that checks a backbone-shaped `keras.Model`.
-
-In the style of keras-hub's `run_vision_backbone_test`, on the public Keras 3
-API only.
-"""
+"""`run_backbone_test`: one call that checks a backbone-shaped `keras.Model`
+(keras-hub's `run_vision_backbone_test` on public Keras 3 API)."""
 
 import json
 import os
@@ -32,15 +29,11 @@ def run_backbone_test(
 ):
     """Checks a backbone class in one call; raises `AssertionError` on failure.
 
-    Checks, each on `cls(**init_kwargs)`: the eager output shape; the keys
-    of `pyramid_outputs` and each level's `(rows, cols)` (symbolic and
-    eager) and channels; that the feature metadata (`feature_info`,
-    `pyramid_level_inputs`, when the model has them) agrees with the
-    tensors; `get_config` -> `from_config` (JSON-safe, same config, same
-    outputs with the same weights); `.keras` save and load without
-    `custom_objects` (same class, config and outputs); and a model built
-    under the global `"mixed_float16"` policy computes in float16 with
-    float32 variables.
+    Checks on `cls(**init_kwargs)`: the output shape; `pyramid_outputs` keys,
+    sizes and channels; `feature_info` / `pyramid_level_inputs` (when present)
+    agree with the tensors; JSON-safe `from_config` and `.keras` round trips
+    (same class, config and outputs); float16 compute with float32 variables
+    under the global `"mixed_float16"` policy.
 
     Args:
         cls: the backbone class.
@@ -54,8 +47,8 @@ def run_backbone_test(
         run_mixed_precision_check: build once under `"mixed_float16"`.
             Defaults to `True`.
         run_save_load_check: save and load a `.keras` file. Defaults to `True`.
-        atol: absolute tolerance of output comparisons. Defaults to `1e-5`.
-        rtol: relative tolerance of output comparisons. Defaults to `1e-5`.
+        atol: absolute tolerance. Defaults to `1e-5`.
+        rtol: relative tolerance. Defaults to `1e-5`.
 
     Example:
 

@@ -1,8 +1,6 @@
 """`run_layer_test`: one call that checks everything a Keras layer must do.
 
-Written on the public Keras 3 API only (keras' own `run_layer_test` lives in
-a private module), so downstream projects can test their layers the same
-way this package tests its own.
+Public Keras 3 API only (keras' own is private), so other projects can use it too.
 """
 
 import json
@@ -37,11 +35,10 @@ def run_layer_test(
 
     Each check runs on a fresh `layer_cls(**init_kwargs)`:
 
-    1. serialization: `get_config` -> `from_config`, a JSON round trip, and
-       `serialize_keras_object` -> `deserialize_keras_object` without
-       `custom_objects` (the class must be registered) keep the config;
-    2. weights: right after `build(input_shape)` the exact expected numbers
-       of trainable and non-trainable weights, with unique paths;
+    1. serialization: `from_config`, JSON and `deserialize_keras_object` (no
+       `custom_objects`: the class must be registered) round trips keep the config;
+    2. weights: right after `build(input_shape)`, the expected numbers of
+       trainable and non-trainable weights, with unique paths;
     3. symbolic shapes: known and unknown batch both give
        `compute_output_shape` and `expected_output_shape`;
     4. eager values: finite, of `expected_output_shape`, equal to
@@ -54,12 +51,11 @@ def run_layer_test(
     Args:
         layer_cls: the layer class to test.
         init_kwargs: dict of constructor arguments.
-        input_shape: full input shape including the batch size, e.g.
-            `(2, 8, 8, 16)`. All dimensions must be known.
+        input_shape: full input shape with the batch size, all dimensions
+            known, e.g. `(2, 8, 8, 16)`.
         expected_output_shape: full output shape including the batch size.
         expected_num_trainable_weights: number of trainable variables once built.
-        expected_num_non_trainable_weights: number of non-trainable variables
-            once built.
+        expected_num_non_trainable_weights: the same for non-trainable ones.
         input_data: array to call the layer on. Defaults to random normal
             data of `input_shape`.
         expected_output: expected eager output on `input_data` (inference
@@ -68,10 +64,8 @@ def run_layer_test(
         run_mixed_precision_check: run check 6. Defaults to `True`.
         run_save_load_check: run check 7. Defaults to `True`.
         atol: absolute tolerance for value comparisons. Defaults to `1e-6`.
-        rtol: relative tolerance for value comparisons.
-            Defaults to `1e-6`.
-        seed: seed of the random input data, targets and weights.
-            Defaults to `0`.
+        rtol: relative tolerance. Defaults to `1e-6`.
+        seed: seed of the random input data, targets and weights. Defaults to `0`.
 
     Example:
 
@@ -117,9 +111,8 @@ def assert_raises_for_argument(
 ):
     """Asserts `fn(**kwargs, argument=value)` raises with a helpful message.
 
-    The error must be one of `exception` and its message must contain the
-    argument name and `argument=value` (value in `repr` form), as in
-    "`se_ratio` must be in (0, 1]. Received: se_ratio=1.5".
+    The error must be one of `exception`, its message naming the argument and
+    `argument=value` (`repr`), as in "... Received: se_ratio=1.5".
 
     Args:
         fn: a callable, typically a layer class.
