@@ -1,19 +1,12 @@
 """Whole-model correction of a latency table's sums: scale, intercept or L2 spill.
 
-`fit_calibration` fits a correction of a table's sum of separately timed
-components from a few measured whole models (`LatencyTable.calibrate`):
-
-    total = scale x sum + intercept_ms + spill_ms_per_mib x spill_mib
-
-- `"scale"`: the median of `measured / sum`.
-- `"intercept"`: the median of `measured - sum`.
-- `"spill"`: a cost per MiB of stem and block weights of models larger than
-  the L2 cache (`spill_mib`, `l2_cache_bytes`): the least-squares slope of
-  `measured - sum` over `spill_mib` through the origin, never below 0. Timed
-  alone, a block keeps its weights in L2; in a model larger than L2 they
-  come from the next level on every inference. Use it with `cache="warm"`.
-
-How well each fits on a real CPU: `benchmarks/README.md` (`bench_latency_table.py`).
+`fit_calibration` fits, from a few measured whole models
+(`LatencyTable.calibrate`), `total = scale x sum + intercept_ms +
+spill_ms_per_mib x spill_mib`: `"scale"` is the median of `measured / sum`,
+`"intercept"` the median of `measured - sum`, `"spill"` the least-squares
+slope (>= 0, through the origin) of `measured - sum` over `spill_mib`, the
+weights a model larger than L2 streams per inference (use with
+`cache="warm"`). Fit quality: `benchmarks/README.md` (`bench_latency_table.py`).
 """
 
 import math
@@ -77,9 +70,8 @@ def l2_cache_bytes(cpu=0, sysfs="/sys/devices/system/cpu"):
 def spill_mib(configs, l2_bytes, is_cold=lambda config: False):
     """MiB of stem and block weights that a whole model streams past L2 per inference.
 
-    0 when all the model's weights fit in `l2_bytes`; else every stem and
-    block weight counts, except the head's and those of components
-    `is_cold(config)` (timed cold, they already pay for their weights).
+    0 when all weights fit in `l2_bytes`; else all stem and block weights
+    except those of components `is_cold(config)` (timed cold).
     """
     configs = list(configs)
     if sum(component_weight_bytes(c) for c in configs) <= l2_bytes:

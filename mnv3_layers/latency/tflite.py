@@ -1,10 +1,8 @@
 """The one home of TFLite conversion, LiteRT interpreters and interpreter timing.
 
-Every converter (`tf.lite.TFLiteConverter`) and every LiteRT interpreter
-(`ai-edge-litert`, extra `litert`) of the package comes from here:
-`frozen_converter` / `keras_converter` / `quiet_conversion` (and the float
-helpers `convert_float_tflite`, `convert_to_tflite`), `make_interpreter`,
-and the timer: `TFLiteTimer`, `time_runners`, `flush_caches`, `make_input`.
+Converters (`frozen_converter`, `keras_converter`, `convert_float_tflite`,
+`convert_to_tflite`), `make_interpreter` (extra `litert`) and the timer
+(`TFLiteTimer`, `time_runners`, `flush_caches`, `make_input`).
 """
 
 import contextlib
@@ -52,10 +50,9 @@ def quiet_conversion():
 def frozen_converter(model, input_specs):
     """A `TFLiteConverter` of `model(x, training=False)` traced at `input_specs`.
 
-    The call is traced once and its variables frozen to constants
-    (`convert_variables_to_constants_v2`): the same ops as
-    `from_keras_model`, for Keras 3 and tf_keras models alike, and faster
-    (no SavedModel is written). Several specs call the model on a list.
+    Variables are frozen to constants: the same ops as `from_keras_model`,
+    for Keras 3 and tf_keras models, without a SavedModel. Several specs call
+    the model on a list.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
@@ -88,9 +85,8 @@ def keras_converter(model):
 def convert_float_tflite(model):
     """Float TFLite flatbuffer of a fixed-shape, single-input Keras model.
 
-    Converts through `frozen_converter` (same ops as `convert_to_tflite`,
-    about twice as fast for small models); falls back to
-    `convert_to_tflite` if TensorFlow's private freezing module moved.
+    Converts through `frozen_converter`, else (TensorFlow's private freezing
+    module moved) `convert_to_tflite`.
     """
     import tensorflow as tf
 
@@ -249,11 +245,7 @@ _FLUSH_BUFFER = []
 
 
 def flush_caches():
-    """Reads a 64 MiB buffer, evicting earlier data from the CPU caches.
-
-    Reading (not writing) leaves clean lines behind, so the timed run that
-    follows does not pay for writing the buffer back to memory.
-    """
+    """Reads (not writes, so no write-back follows) a 64 MiB buffer, evicting the CPU caches."""
     if not _FLUSH_BUFFER:
         _FLUSH_BUFFER.append(np.ones(FLUSH_BYTES // 8))  # Real pages, not the zero page.
     return float(_FLUSH_BUFFER[0].sum())
