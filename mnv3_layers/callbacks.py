@@ -12,18 +12,11 @@ from mnv3_layers._validation import check_positive_int, check_positive_number
 class LatencyCallback(keras.callbacks.Callback):
     """Measures the model's inference latency during training and logs it.
 
-    At the end of every `every_n_epochs`-th epoch (1-based, like `fit`'s
-    `validation_freq`) it measures `self.model` with
-    `mnv3_layers.latency.measure_latency` (batch 1, `training=False`) and
-    writes the median in milliseconds into `logs[log_key]`, so History, the
-    progress bar, `CSVLogger` and `TensorBoard` see it. Other epochs get
-    `nan` ("not measured"), so every epoch has the key. Put it before
-    `CSVLogger` or `TensorBoard` in the callback list.
-
-    The model is not changed (forward passes only). `runtime="keras"` traces
-    one `tf.function` per model and reuses it; `runtime="tflite"` converts
-    the model at each measurement (seconds): use a larger `every_n_epochs`.
-    Its cost: `benchmarks/README.md` (`bench_latency_callback.py`).
+    Every `every_n_epochs`-th epoch (1-based, like `validation_freq`) the
+    median of `measure_latency` (batch 1) goes into `logs[log_key]`, in
+    milliseconds; other epochs get `nan`. Put it before `CSVLogger` or
+    `TensorBoard`. `runtime="tflite"` converts at each measurement (seconds).
+    Cost: `benchmarks/README.md` (`bench_latency_callback.py`).
 
     Args:
         runtime: `"keras"` or `"tflite"`; see `measure_latency`. Defaults to
@@ -31,12 +24,11 @@ class LatencyCallback(keras.callbacks.Callback):
         every_n_epochs: measure after every n-th epoch, >= 1. Defaults to `1`.
         input_shape: input shape without the batch dimension; needed only when
             the model's input shape has unknown dimensions. Defaults to `None`.
-        num_threads: CPU threads; see `measure_latency` (TensorFlow's pools
-            cannot change once training has started). Defaults to `1`.
+        num_threads: CPU threads; see `measure_latency`. Defaults to `1`.
         warmup: untimed runs before each measurement, >= 0. Defaults to `2`.
         runs: timed runs per measurement, >= 1. Defaults to `10`.
-        target_ms: if set, a `UserWarning` is issued whenever the measured
-            median exceeds it; must be > 0. Defaults to `None`.
+        target_ms: warn (`UserWarning`) when the median exceeds it, > 0.
+            Defaults to `None`.
         log_key: key written into `logs`. Defaults to `"latency_ms"`.
         seed: seed of the input values. Defaults to `0`.
 

@@ -1,8 +1,4 @@
-"""Latency-vs-accuracy plots in the style of the paper's Figure 1 (matplotlib, extra `plot`).
-
-Each family (e.g. an alpha sweep of MobileNetV3-Large) is a line with a
-marker per model; single models (e.g. searched ones) are stars.
-"""
+"""Latency-vs-accuracy plots in the style of the paper's Figure 1 (matplotlib, extra `plot`)."""
 
 import math
 import numbers
@@ -95,9 +91,8 @@ def plot_latency_accuracy(
     Args:
         series: list of dicts `{"label": str, "points": [(latency_ms,
             accuracy[, annotation]), ...], "kind": "line" | "points"}`;
-            `"line"` (default) joins the points in latency order, `"points"`
-            draws stars. An annotation is written next to its point.
-        path: output `.png` file, written atomically (`files.atomic_write`).
+            `"line"` (default) joins the points, `"points"` draws stars.
+        path: output `.png` file, written atomically.
         title: figure title. Defaults to `"Accuracy vs latency"`.
         xlabel: x-axis label. Defaults to `"Latency (ms)"`.
         ylabel: y-axis label. Defaults to `"Accuracy"`.
