@@ -279,11 +279,7 @@ class OutputQuantizeConfig(_Config):
 
 
 class HardSwishQuantizeConfig(OutputQuantizeConfig):
-    """QuantizeConfig for a hard-swish layer (`TFKerasHardSwish`).
-
-    Only the output is fake-quantized, so the converter fuses one
-    `HARD_SWISH` op.
-    """
+    """QuantizeConfig for `TFKerasHardSwish`: the output only (one `HARD_SWISH` op)."""
 
 
 class HardSigmoidQuantizeConfig(_Config):
@@ -343,11 +339,7 @@ class ConvQuantizeConfig(_Config):
 
 
 class DepthwiseConvQuantizeConfig(ConvQuantizeConfig):
-    """QuantizeConfig for `DepthwiseConv2D`: per-channel weights.
-
-    Per channel over `C` (`DepthwisePerChannelQuantizer`), as TFLite's
-    int8 `DEPTHWISE_CONV_2D`.
-    """
+    """QuantizeConfig for `DepthwiseConv2D`: per-channel weights over `C`, as TFLite's."""
 
     weight_attr = "depthwise_kernel"
 
@@ -421,11 +413,7 @@ class MobileNetV3QuantizeRegistry(_default_8bit.Default8BitQuantizeRegistry):
 
 
 class MobileNetV3QuantizeLayoutTransform(_default_8bit.Default8BitQuantizeLayoutTransform):
-    """tfmot's default 8-bit transforms with this package's range rule.
-
-    The output configs and input quantizers they create are this
-    package's (`OutputQuantizeConfig`, first-batch ranges).
-    """
+    """tfmot's default 8-bit transforms, creating this package's output configs and ranges."""
 
     def __init__(self, range_momentum=0.99):
         super().__init__()
