@@ -17,10 +17,9 @@ def build_classifier(variant, input_shape, num_classes, *, head="applications", 
                      name=None):
     """A MobileNetV3 classifier for `num_classes` (inputs in [0, 255], softmax output).
 
-    `head="applications"`: `MobileNetV3Small/Large(include_top=True)`, with
-    `weights` copied in up to the full-resolution last-stage conv.
-    `head="dense"` (the search's): nested `"backbone"` (any block table),
-    `"avg_pool"`, optional `"dropout"`, softmax `Dense` `"classifier"`.
+    `head="applications"`: `MobileNetV3Small/Large(include_top=True)`;
+    `head="dense"`: `"backbone"` (any block table), `"avg_pool"`, `"dropout"`
+    and a softmax `Dense` `"classifier"`.
 
     Args:
         variant: `"small"` or `"large"`; with `head="dense"` also an
@@ -30,8 +29,8 @@ def build_classifier(variant, input_shape, num_classes, *, head="applications", 
         head: `"applications"` or `"dense"`. Defaults to `"applications"`.
         alpha: width multiplier. Defaults to `1.0`.
         minimalistic: the paper's minimalistic variant. Defaults to `False`.
-        weights: `None`, `"imagenet"` or a weights file path of the no-top
-            application (`head="applications"` only). Defaults to `None`.
+        weights: `None`, `"imagenet"` or a no-top weights file path, copied
+            up to the last-stage conv (`head="applications"` only). Defaults to `None`.
         dropout_rate: dropout before the classifier. Defaults to `0.2`.
         bn_momentum: batch-norm momentum. Defaults to `0.99`.
         name: model name. Defaults to `None` (the application's name, or
@@ -39,7 +38,6 @@ def build_classifier(variant, input_shape, num_classes, *, head="applications", 
 
     Returns:
         An uncompiled functional `keras.Model`.
-
 
     Example:
 

@@ -1,12 +1,7 @@
 """LR-ASPP, the paper's Lite Reduced Atrous Spatial Pyramid Pooling head.
 
-`LRASPPHead` (a layer on `[low, high]` feature maps, formula in its
-docstring) and `LRASPPSegmenter` (the head on a `MobileNetV3Backbone`'s P3
-tap and stride-16 last feature map, upsampled to the input size).
-
-Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section
-6.4; pooling options after torchvision's `LRASPPHead` (global) and TF
-DeepLab's `aspp_with_squeeze_and_excitation` (crop-sized window).
+`LRASPPHead` (a layer on `[low, high]` feature maps) and `LRASPPSegmenter`
+(the head on a `MobileNetV3Backbone`, upsampled to the input size).
 """
 
 import numbers
@@ -74,11 +69,7 @@ def _resize_bilinear(x, height, width):
 
 
 def _window_mean_dynamic(x, axis, size, stride):
-    """Mean over windows of `min(size, length)` along `axis`, from cumulative sums.
-
-    Used when the length is only known at run time (TF graphs with `None`
-    dims), where pooling ops need a static window.
-    """
+    """Mean over windows of `min(size, length)` along `axis`, for a run-time `length`."""
     length = ops.shape(x)[axis]
     window = ops.minimum(length, size)
     count = (length - window) // stride + 1
@@ -93,9 +84,7 @@ def _window_mean_dynamic(x, axis, size, stride):
 def window_mean(x, pool_size, pool_strides):
     """Average pooling of `x` (NHWC) with `VALID` windows clipped to the map size.
 
-    Each window dimension is `min(pool_size, map size)`, so a map smaller
-    than the window is averaged whole (global pooling along that axis); the
-    output has `(length - window) // stride + 1` rows/columns.
+    A map smaller than the window is averaged whole along that axis.
     """
     height, width = ops.shape(x)[1], ops.shape(x)[2]
     if isinstance(height, int) and isinstance(width, int):
@@ -122,30 +111,22 @@ class LRASPPHead(keras.layers.Layer):
            + conv1x1(low, num_classes)
     ```
 
-    `pool` is a global average (`pool_size=None`, torchvision's choice) or
-    an average over `pool_size` windows moved by `pool_strides` with `VALID`
-    padding (TF DeepLab's choice); a window larger than the feature map is
-    clipped to it, so small inputs pool globally. The pooled gate map is
-    resized bilinearly back to the size of `high` for any input size.
-    The high branch is classified before it is upsampled: a 1x1 convolution
-    and a bilinear resize commute exactly (the resize weights sum to 1), and
-    `num_classes` channels are cheaper to resize than `filters`.
+    `pool` is a global average (torchvision) or an average over `VALID`
+    `pool_size` windows (TF DeepLab), clipped to the feature map. The high
+    branch is classified before its resize (the two commute exactly).
 
     Args:
         num_classes: number of classes (output channels), >= 1.
         filters: channels of the main and gate branches. Defaults to `128`
             (the paper's value).
-        pool_size: `None` for global average pooling, or the pooling window
-            in feature-map pixels (an int or `(height, width)`).
-            Defaults to `None`.
-        pool_strides: strides of the pooling window in feature-map pixels
-            (an int or `(height, width)`), only with `pool_size`. `None`
-            means `pool_size` (non-overlapping windows). Defaults to `None`.
+        pool_size: `None` for global pooling, or the window in feature-map
+            pixels (an int or `(height, width)`). Defaults to `None`.
+        pool_strides: window strides (int or pair), only with `pool_size`;
+            `None` means `pool_size`. Defaults to `None`.
         gate: `"sigmoid"` (torchvision) or `"hard_sigmoid"`
             (`relu6(x + 3) / 6`, TF DeepLab's `image_se_uses_qsigmoid`).
             Defaults to `"sigmoid"`.
-        bn_momentum: momentum of the main branch's batch norm, in [0, 1).
-            Defaults to `0.99`.
+        bn_momentum: main-branch batch-norm momentum, in [0, 1). Defaults to `0.99`.
         bn_epsilon: epsilon of that batch norm. Defaults to `1e-3`.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
@@ -294,17 +275,14 @@ class LRASPPHead(keras.layers.Layer):
 class ResizeLike(keras.layers.Layer):
     """Bilinear resize of `x` to the height and width of `reference`.
 
-    Internal layer of `LRASPPSegmenter` (the final upsampling to the image
-    size). Works for sizes known only at run time (TensorFlow graphs).
+    `LRASPPSegmenter`'s upsampling; also for sizes known only at run time.
 
     Args:
-        min_size: the reference must be at least `min_size` pixels high and
-            wide (checked whenever its size is known when the layer runs).
-            Defaults to `1`.
+        min_size: smallest height and width of `reference` (checked when
+            known; else `ValueError`). Defaults to `1`.
         **kwargs: base `keras.layers.Layer` arguments.
 
-    Input: `[x, reference]`. Output: `x` resized to `reference`'s height
-    and width.
+    Input: `[x, reference]`. Output: `x` at `reference`'s height and width.
 
     Example:
 
@@ -382,43 +360,33 @@ def _check_backbone(backbone):
 class LRASPPSegmenter(keras.Model):
     """MobileNetV3 with the LR-ASPP segmentation head (paper section 6.4).
 
-    The head (`LRASPPHead`) reads the backbone's last feature map (stride
-    16 with the paper's dilated last stage) and its `"P3"` tap (stride 8);
-    its stride-8 logits are resized bilinearly to the input size. Output:
-    `(batch, H, W, num_classes)` logits, or probabilities with
-    `activation="softmax"`; the last layers run in float32 under a
-    mixed-precision policy.
-
-    Gate pooling: `"global"` (torchvision) averages the whole feature map;
-    `"crop"` (TF DeepLab) averages windows of `crop_size / output_stride`
-    feature pixels (`crop_size` a multiple of `output_stride`; the paper's
-    49x49 window is DeepLab's 769-pixel crop, here use e.g. 768), moved by
-    `pool_strides`, `VALID` padding, clipped to small feature maps.
+    `LRASPPHead` on the backbone's last feature map (stride 16) and `"P3"`
+    tap (stride 8), resized to the input size. Output: float32
+    `(batch, H, W, num_classes)` logits (probabilities with `"softmax"`).
+    Gate pooling `"crop"` (TF DeepLab) averages windows of
+    `crop_size / output_stride` feature pixels (the paper's 49x49 window:
+    a 768 crop); `"global"` (torchvision) the whole map.
 
     Args:
         num_classes: number of classes, including background, >= 1.
-        backbone: a `MobileNetV3Backbone` with `output_stride` 16 (the
-            paper) or 8 and a stride-8 `"P3"` tap, or `"large"` / `"small"`
-            for `MobileNetV3Backbone(variant, output_stride=16,
-            reduced_tail=True)` (width 1.0, any input size, no weights).
+        backbone: a `MobileNetV3Backbone` with `output_stride` 16 or 8 and a
+            stride-8 `"P3"` tap, or `"large"` / `"small"` for
+            `MobileNetV3Backbone(variant, output_stride=16, reduced_tail=True)`.
             Defaults to `"large"`.
-        filters: channels of the head's main and gate branches.
-            Defaults to `128`.
-        pooling: `"global"` or `"crop"` (see above). Defaults to `"global"`.
-        crop_size: training crop `(height, width)` (or an int), with
-            `pooling="crop"` only. Defaults to `None`.
-        pool_strides: pooling strides in feature pixels (an int or a pair),
-            with `pooling="crop"` only; `None` means the window size.
-            Defaults to `None`.
+        filters: channels of the head's main and gate branches. Defaults to `128`.
+        pooling: `"global"` or `"crop"`. Defaults to `"global"`.
+        crop_size: training crop `(height, width)` or an int, a multiple of
+            the output stride; `pooling="crop"` only. Defaults to `None`.
+        pool_strides: pooling strides in feature pixels (int or pair),
+            `pooling="crop"` only; `None` means the window. Defaults to `None`.
         gate: `"sigmoid"` or `"hard_sigmoid"` (DeepLab's quantization-friendly
             choice). Defaults to `"sigmoid"`.
         activation: `None` (logits) or `"softmax"`. Defaults to `None`.
         name: model name. Defaults to `None`.
         **kwargs: `keras.Model` arguments (`trainable`, `dtype`).
 
-    The head's batch norm uses the backbone's `bn_momentum`. Train with
-    `SparseCategoricalCrossentropy(from_logits=True)` on integer masks;
-    measure with `keras.metrics.MeanIoU(num_classes, sparse_y_pred=False)`.
+    Train with `SparseCategoricalCrossentropy(from_logits=True)` on integer
+    masks; measure with `MeanIoU(num_classes, sparse_y_pred=False)`.
 
     Example:
 

@@ -1,19 +1,9 @@
 """SSDLite: the paper's mobile object detector on a `MobileNetV3Backbone`.
 
-MobileNetV3 paper, section 6.3 (Table 6), as in the TF Object Detection API
-configs `ssdlite_mobilenet_v3_{large,small}_320x320_coco`: C4 is the
-expansion output of the last-stage block (Large `expanded_conv_12`, 672
-channels; Small `expanded_conv_8`, 288; stride 16), C5 the last feature map
-(stride 32), then extra layers to strides 64 .. 512 (`heads`). Anchors,
-matching, box encoding and decoding use keras-cv (`anchors`; extra `cv`,
-imported when an `SSDLite` is built; non-max suppression runs on the
-TensorFlow backend only, as in keras-cv). Loss: keras-cv's sigmoid focal
-loss plus smooth L1, normalized by the positive anchors (`losses`).
-
+As TF-OD's `ssdlite_mobilenet_v3_{large,small}_320x320_coco` (paper section 6.3).
+Needs keras-cv (extra `cv`; non-max suppression on the TensorFlow backend only).
 Modules: `model` (`SSDLite`), `heads`, `anchors`, `losses`, `labels`
 (`check_detection_labels`), `metrics` (`mean_average_precision`).
-
-Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 6.3.
 """
 
 from mnv3_layers.applications.ssdlite._keras_cv import CV_INSTALL_HINT, import_keras_cv

@@ -1,10 +1,4 @@
-"""SSDLite's feature levels, extra layers and box / class predictors.
-
-Extra layer (TF-OD SSDLite): 1x1 conv to `filters / 2` + BN + ReLU6, 3x3
-depthwise stride 2 + BN + ReLU6, 1x1 conv to `filters` + BN + ReLU6.
-Predictor, per level for boxes and for classes: 3x3 depthwise + BN + ReLU6,
-1x1 conv (bias) to `anchors * (4 | num_classes)`.
-"""
+"""SSDLite's feature levels (`SSDLevel`), extra layers and box / class predictors."""
 
 import dataclasses
 import math
@@ -27,9 +21,7 @@ class SSDLevel:
 
     Attributes:
         name: `"P4"`, `"P5"`, ... (`Pn` has nominal stride `2**n`).
-        source: where the feature comes from: a backbone tap key
-            (`"expanded_conv_8/expansion_output"`, `"last_stage"`) or the
-            extra layer's name (`"extra_P6"`).
+        source: a backbone tap key (`"last_stage"`) or an extra layer (`"extra_P6"`).
         stride: nominal stride (16, 32, 64, ...).
         grid: `(rows, columns)` of the feature map for the model's input size.
         channels: channels of the feature map.
@@ -64,10 +56,8 @@ def level_strides(num_extra):
 def default_extra_filters(alpha, height, width):
     """The extra layers SSDLite adds for an input size.
 
-    The paper's four layers (512, 256, 256, 128 channels, times `alpha`, at
-    least 16, as TF-OD's `depth_multiplier` / `min_depth`), stopping once a
-    level is 1x1 (at 320x320: 20, 10, 5, 3, 2, 1 as in the paper; at
-    128x128: 8, 4, 2, 1, so two extra layers).
+    The paper's 512, 256, 256, 128 channels times `alpha` (at least 16),
+    stopping once a level is 1x1 (at 320x320 all four, as in the paper).
 
     Args:
         alpha: the backbone's width multiplier.
@@ -142,7 +132,7 @@ def _depthwise_bn_relu6(x, strides, bn_momentum, name):
 
 
 def extra_layer(x, filters, bn_momentum, name):
-    """TF-OD ssdlite extra layer: 1x1 to filters/2, 3x3 depthwise s2, 1x1 to filters."""
+    """TF-OD SSDLite extra layer: 1x1 to filters/2, 3x3 depthwise s2, 1x1 to filters."""
     x = _conv_bn_relu6(x, max(filters // 2, 1), bn_momentum, f"{name}_reduce")
     x = _depthwise_bn_relu6(x, 2, bn_momentum, f"{name}_depthwise")
     return _conv_bn_relu6(x, filters, bn_momentum, f"{name}_project")
@@ -199,9 +189,8 @@ def build_levels(taps, extra_filters, anchor_sizes, per_location, image_shape, b
 def build_predictions(levels, features, num_classes, bn_momentum):
     """Box and class predictors of every level; returns `(box, classification)`.
 
-    `box` is `(batch, num_anchors, 4)` deltas and `classification`
-    `(batch, num_anchors, num_classes)` logits, levels in order; the class
-    bias starts at the focal-loss prior `-log((1 - p) / p)`, `p = CLASS_PRIOR`.
+    `(batch, num_anchors, 4)` deltas and `(batch, num_anchors, num_classes)`
+    logits; the class bias starts at the focal-loss prior `p = CLASS_PRIOR`.
     """
     prior = keras.initializers.Constant(-math.log((1 - CLASS_PRIOR) / CLASS_PRIOR))
     box_outputs, class_outputs = [], []

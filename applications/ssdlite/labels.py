@@ -37,21 +37,16 @@ def _short(value):
 def check_detection_labels(y, bounding_box_format, image_shape, num_classes=None):
     """Checks detection labels and raises a `ValueError` on obvious mistakes.
 
-    Cheap NumPy checks, meant for a first batch (`SSDLite.fit` and
-    `SSDLite.evaluate` run them): `y` is a dict with `"boxes"` `(batch,
-    num_boxes, 4)` and `"classes"` `(batch, num_boxes)`, dense padded with -1
-    or ragged; classes are integers in `[0, num_classes)` (or -1 for
-    padding); and the boxes look like `bounding_box_format`: corner formats
-    have `x2 >= x1` and `y2 >= y1`, size formats have non-negative sizes,
-    `rel_*` values are within [0, 1], absolute boxes are not all within
-    [0, 1] (they would be relative), and no box lies entirely outside the
-    image.
+    NumPy checks for a first batch (run by `SSDLite.fit` and `evaluate`):
+    `"boxes"` `(batch, num_boxes, 4)` and `"classes"` `(batch, num_boxes)`,
+    dense padded with -1 or ragged; classes ints in `[0, num_classes)`; boxes
+    consistent with the format (ordered corners, non-negative sizes, `rel_*`
+    in [0, 1], absolute ones not all in [0, 1]), none wholly outside the image.
 
     Args:
         y: the labels, `{"boxes": ..., "classes": ...}`.
         bounding_box_format: the declared keras-cv box format.
-        image_shape: `(height, width)` or `(height, width, channels)` of the
-            images.
+        image_shape: `(height, width[, channels])` of the images.
         num_classes: number of classes, or `None` to skip the range check.
             Defaults to `None`.
 

@@ -12,32 +12,23 @@ def mean_average_precision(y_true, y_pred, bounding_box_format, image_shape=None
                            iou_threshold=0.5, num_classes=None):
     """Box mean average precision at one IoU threshold (PASCAL VOC style).
 
-    For each class, detections of all images are sorted by confidence; a
-    detection is a true positive when its IoU with a not yet matched
-    ground-truth box of the same class and image is >= `iou_threshold`
-    (greedy, best IoU first), else a false positive. AP is the area under
-    the precision-recall curve with precision made monotone (VOC 2010+
-    "all points" interpolation):
+    A detection (by confidence, over all images) is a true positive when its
+    IoU with an unmatched ground-truth box of its class is >= `iou_threshold`.
+    AP ("all points" interpolation, VOC 2010+) and mAP over the classes with
+    ground truth:
 
     `AP = sum_k (r_{k+1} - r_k) * max_{j > k} p_j`
 
-    mAP is the mean over the classes that have ground truth. Needs only
-    NumPy and keras-cv's `compute_iou` (keras-cv's `BoxCOCOMetrics` would
-    need `pycocotools`).
-
     Args:
-        y_true: `{"boxes": (N, M, 4), "classes": (N, M)}`, padded with -1
-            (or ragged).
-        y_pred: `{"boxes", "classes", "confidence"}` as returned by
-            `SSDLite.predict` (padded with -1); `"num_detections"` is used
-            when present.
+        y_true: `{"boxes": (N, M, 4), "classes": (N, M)}`, padded with -1 (or ragged).
+        y_pred: `{"boxes", "classes", "confidence"[, "num_detections"]}` as
+            returned by `SSDLite.predict`.
         bounding_box_format: the boxes' keras-cv format.
         image_shape: `(height, width[, channels])`, needed by `rel_*` formats.
             Defaults to `None`.
         iou_threshold: IoU for a match. Defaults to `0.5`.
-        num_classes: classes to average over; `None` takes those present in
-            `y_true`. A class without ground truth is left out. Defaults to
-            `None`.
+        num_classes: classes to average over (those without ground truth left
+            out); `None` takes those in `y_true`. Defaults to `None`.
 
     Returns:
         `{"map": float, "ap_per_class": {class_id: float},

@@ -128,39 +128,25 @@ class SSDLite(keras.Model):
     """SSDLite object detector on a MobileNetV3 backbone (paper section 6.3).
 
     A functional model from images `(batch, H, W, 3)` (in [0, 255] when the
-    backbone rescales) to raw predictions `{"box": (batch, num_anchors, 4),
-    "classification": (batch, num_anchors, num_classes)}` (box deltas and
-    class logits); `predict` decodes them with non-max suppression into
-    keras-cv's `{"boxes", "classes", "confidence", "num_detections"}` (padded
-    with -1, boxes in `bounding_box_format`). Same data contract as keras-cv's
-    detectors: `fit(images, {"boxes": ..., "classes": ...})` with boxes in
-    `bounding_box_format`, dense padded with -1 or ragged (or batches
-    `{"images": ..., "bounding_boxes": ...}`).
-
-    Levels (`levels`; layers in `ssdlite.heads`): C4 = the backbone's
-    expansion tap (stride 16), C5 = its last feature map (stride 32), then
-    the extra layers (strides 64, 128, ...), each with its own
-    depthwise-separable box and class predictors. Anchors (`anchors`, fixed
-    for the backbone's static input size; placement in `ssdlite.anchors`).
-    Training targets: each anchor takes the ground-truth box of highest IoU
-    (`keras_cv.layers.BoxMatcher`, and every box takes its best anchor);
-    IoU >= `positive_iou_threshold` is positive, < `negative_iou_threshold`
-    background, between them ignored. Loss: see `compile`.
+    backbone rescales) to raw `{"box": (batch, num_anchors, 4),
+    "classification": (batch, num_anchors, num_classes)}` deltas and logits;
+    `predict` decodes them into keras-cv's `{"boxes", "classes", "confidence",
+    "num_detections"}` (padded with -1). `fit(images, {"boxes", "classes"})`
+    as keras-cv's detectors (dense padded with -1, or ragged). Levels: C4 (the
+    expansion tap, stride 16), C5 (stride 32), then the extra layers; anchors
+    are fixed for the static input size. An anchor is positive from IoU
+    `positive_iou_threshold`, background below `negative_iou_threshold`.
 
     Args:
         backbone: a `MobileNetV3Backbone` with a static input size, an
-            expansion tap and `output_stride=32`. The paper uses
-            `reduced_tail=True`; `SSDLite.from_variant` builds such a
-            backbone for you.
-        num_classes: number of object classes (no background class); classes
-            are ints in `[0, num_classes)`.
-        bounding_box_format: keras-cv box format of the labels and
-            predictions (`"xyxy"`, `"yxyx"`, `"xywh"`, `"center_xywh"`,
-            `"center_yxhw"`, `"rel_xyxy"`, `"rel_yxyx"`, `"rel_xywh"`).
+            expansion tap and `output_stride=32` (see `from_variant`).
+        num_classes: number of object classes (no background class).
+        bounding_box_format: keras-cv box format of labels and predictions
+            (`"xyxy"`, `"yxyx"`, `"xywh"`, `"center_xywh"`, `"center_yxhw"`,
+            `"rel_xyxy"`, `"rel_yxyx"`, `"rel_xywh"`).
         extra_filters: channels of the extra layers, or `None` for
-            `default_extra_filters`. Each input side must be larger than half
-            the deepest stride (only the deepest level may be 1x1).
-            Defaults to `None`.
+            `default_extra_filters`; each input side must exceed half the
+            deepest stride. Defaults to `None`.
         anchor_sizes: base anchor size in pixels per level, or `None` for
             `default_anchor_sizes`. Defaults to `None`.
         anchor_scales: multipliers of each level's size. Defaults to
@@ -171,11 +157,9 @@ class SSDLite(keras.Model):
             Defaults to `0.5`.
         negative_iou_threshold: IoU below which an anchor is background.
             Defaults to `0.5` (no ignored anchors, as TF-OD's SSDLite).
-        prediction_decoder: a `keras_cv.layers.MultiClassNonMaxSuppression`
-            (or any layer with the same call signature and a
-            `bounding_box_format` equal to this model's), or `None` for
-            `MultiClassNonMaxSuppression(bounding_box_format, from_logits=True,
-            iou_threshold=0.5, confidence_threshold=0.5, max_detections=100)`.
+        prediction_decoder: a layer like `keras_cv.layers.MultiClassNonMaxSuppression`
+            with this model's `bounding_box_format`, or `None` for that with
+            `from_logits=True`, IoU 0.5, confidence 0.5 and 100 detections.
             Defaults to `None`.
         name: model name. Defaults to `None`.
         **kwargs: `keras.Model` arguments (`trainable`, `dtype`).
@@ -194,10 +178,8 @@ class SSDLite(keras.Model):
     >>> tuple(outputs["box"].shape), tuple(outputs["classification"].shape)
     ((1, 510, 4), (1, 510, 3))
 
-    Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section
-    6.3; Sandler et al., "MobileNetV2", CVPR 2018 (SSDLite); Liu et al.,
-    "SSD", ECCV 2016; Lin et al., "Focal Loss for Dense Object Detection",
-    ICCV 2017.
+    Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019, section 6.3;
+    Sandler et al., "MobileNetV2", CVPR 2018 (SSDLite); Liu et al., "SSD", ECCV 2016.
     """
 
     def __init__(
@@ -283,11 +265,10 @@ class SSDLite(keras.Model):
         bn_momentum=0.99,
         **kwargs,
     ):
-        """Builds the backbone (`reduced_tail=True` by default, as in the paper) and the detector.
+        """Builds the backbone (`reduced_tail=True`, as in the paper) and the detector.
 
         Args:
-            variant: `"large"` or `"small"` (or an `ArchitectureSpec`).
-                Defaults to `"small"`.
+            variant: `"large"`, `"small"` or an `ArchitectureSpec`. Defaults to `"small"`.
             input_shape: static `(height, width, 3)`.
             num_classes, bounding_box_format: as for `SSDLite`.
             alpha, minimalistic, include_preprocessing, weights, bn_momentum:
@@ -341,10 +322,7 @@ class SSDLite(keras.Model):
         self.predict_function = None
 
     def decode_predictions(self, predictions):
-        """Raw outputs `{"box", "classification"}` -> keras-cv detections.
-
-        Box deltas are decoded against the anchors (keras-cv's delta
-        decoding), then `prediction_decoder` applies non-max suppression.
+        """Raw outputs `{"box", "classification"}` -> keras-cv detections (through NMS).
 
         Args:
             predictions: the model's raw output dict.
@@ -384,25 +362,19 @@ class SSDLite(keras.Model):
     ):
         """Configures training, as `keras_cv.models.RetinaNet.compile`.
 
-        Loss: sigmoid focal loss on the class logits plus the box loss on the
-        deltas of positive anchors, both summed and divided by the number of
-        positive anchors in the batch (the paper's released configs; no
-        hard-negative mining):
-
-        `loss = (w_box * L_box + w_cls * L_focal) / max(num_positive, 1)`
+        `loss = (w_box * L_box + w_cls * L_focal) / max(num_positive, 1)`: sums
+        over positive anchors (box) and non-ignored ones (class).
 
         Args:
             optimizer: a Keras optimizer or its name. Defaults to `"adam"`.
             box_loss: `"smoothl1"` (`keras_cv.losses.SmoothL1Loss`, mean over
                 the 4 deltas), `"huber"`, or a `keras.losses.Loss` with
                 `reduction="sum"`. Defaults to `"smoothl1"`.
-            classification_loss: `"focal"` (`keras_cv.losses.FocalLoss`,
-                alpha 0.75, gamma 2, from logits, as the paper's configs) or
-                a `keras.losses.Loss` on logits with `reduction="sum"`.
-                Defaults to `"focal"`.
+            classification_loss: `"focal"` (`keras_cv.losses.FocalLoss`, alpha
+                0.75, gamma 2, from logits) or a `keras.losses.Loss` on logits
+                with `reduction="sum"`. Defaults to `"focal"`.
             box_loss_weight: weight of the box loss. Defaults to `1.0`.
-            classification_loss_weight: weight of the class loss.
-                Defaults to `1.0`.
+            classification_loss_weight: weight of the class loss. Defaults to `1.0`.
             loss: not accepted (use the two losses above).
             metrics: not accepted; measure detections with
                 `mean_average_precision` on `predict` outputs.
@@ -521,9 +493,8 @@ class SSDLite(keras.Model):
         """`keras.Model.fit`, after checking the labels of the first batch.
 
         Raises:
-            ValueError: the labels do not look like `bounding_box_format` or
-                hold classes outside `[0, num_classes)` (see
-                `check_detection_labels`).
+            ValueError: labels not in `bounding_box_format`, or classes outside
+                `[0, num_classes)` (see `check_detection_labels`).
         """
         self._check_first_batch(x, y)
         return super().fit(x, y, *args, **kwargs)
