@@ -1,13 +1,8 @@
 """MobileNetV3 as a feature-extractor backbone for detection and segmentation heads.
 
-`MobileNetV3Backbone` (keras-hub Backbone style) exposes its feature taps,
-computed from the block table by `feature_taps`, as keras-cv's
-`pyramid_level_inputs`, keras-hub's `pyramid_outputs` and `feature_info`.
-Layer names are those of `MobileNetV3Large/Small(include_top=False)`, so
-weights are shared with the applications.
-
-Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019,
-sections 6.3 (SSDLite, reduced tail) and 6.4 (segmentation, output stride).
+`MobileNetV3Backbone` (keras-hub style) and `feature_taps`, its taps computed
+from the block table. Reference: Howard et al., "Searching for MobileNetV3",
+ICCV 2019, sections 6.3 (reduced tail) and 6.4 (output stride).
 """
 
 import dataclasses
@@ -40,16 +35,12 @@ class FeatureInfo:
     """One feature tap of a `MobileNetV3Backbone`.
 
     Attributes:
-        name: name of the layer whose output this is (`"conv_activation"`,
-            `"expanded_conv_12"`, `"last_stage"`, ...).
-        stride: the tap's real output stride relative to the input (with
-            `output_stride` 16 or 8 the dilated levels report 16 or 8).
+        name: the layer whose output this is (`"expanded_conv_12"`, `"last_stage"`).
+        stride: real output stride (dilated levels report 16 or 8).
         channels: number of channels.
         kind: `"block"` (the layer's output) or `"expansion"` (the expand
-            activation inside the `InvertedResidual` layer `name`, before
-            its depthwise convolution; TF-slim's `expansion_output`).
-        level: `"P1"` .. `"P5"` when this tap is that pyramid level, else
-            `None`.
+            activation inside `InvertedResidual` `name`, TF-slim's `expansion_output`).
+        level: `"P1"` .. `"P5"` when this tap is that pyramid level, else `None`.
     """
 
     name: str
@@ -87,13 +78,10 @@ def feature_taps(
 ):
     """The feature taps of a backbone, computed from the block table alone.
 
-    Taps, in network order: the stem activation, every block output, the
-    expansion output of the last-stage block (`tail_start_index`; the
-    SSDLite C4 feature, TF-slim's `expansion_output`) just before that
-    block's output, and `last_stage`. Level `Pn` is the last block tap whose
-    nominal stride (at `output_stride=32`) is `2**n`, so dilated levels keep
-    distinct layers and report their real stride; a level with no layer is
-    left out, and the expansion tap has no level.
+    In network order: the stem activation, every block output (the last-stage
+    block's expansion output, SSDLite's C4, just before its own), `last_stage`.
+    Level `Pn` is the last block tap of nominal stride `2**n` (at
+    `output_stride=32`), so dilated levels stay distinct layers.
 
     Args:
         variant, alpha, minimalistic, output_stride, reduced_tail: as for
@@ -172,19 +160,13 @@ def _check_weights(weights, spec, alpha, minimalistic, reduced_tail):
 class MobileNetV3Backbone(keras.Model):
     """MobileNetV3 feature extractor with keras-cv and keras-hub feature taps.
 
-    A functional model from an image to the last feature map (the efficient
-    last stage without its pooled head: `(batch, H / s, W / s, 960)` for
-    Large, `576` for Small, `s = output_stride`). Feature taps (see
-    `feature_taps` for the table and the level rule):
-
-    - `pyramid_level_inputs`: `"P1".."P5"` -> layer name (keras-cv);
-    - `pyramid_outputs`: `"P1".."P5"` -> `KerasTensor` (keras-hub);
-    - `feature_info`: tuple of `FeatureInfo` (name, stride, channels, kind,
-      level) for every tap; `feature_outputs`: `FeatureInfo.key` -> tensor;
-    - `expansion_tap`: the `FeatureInfo` of the SSDLite C4 tap (expansion
-      output of Large's `expanded_conv_12` / Small's `expanded_conv_8`, at
-      stride 16), or `None` when that block has no expand convolution;
-    - `get_feature_extractor(keys)`: a model returning a dict of taps.
+    A functional model to the last feature map, `(batch, H / s, W / s, 960)`
+    for Large (`576` Small, `s = output_stride`), with the layer names and
+    weights of `MobileNetV3Large/Small(include_top=False)`. Taps (see
+    `feature_taps`): `pyramid_level_inputs` (`"P1".."P5"` -> layer name,
+    keras-cv), `pyramid_outputs` (-> tensor, keras-hub), `feature_info`
+    (every `FeatureInfo`), `feature_outputs` (`FeatureInfo.key` -> tensor),
+    `expansion_tap` (SSDLite's stride-16 C4, or `None`), `get_feature_extractor`.
 
     Args:
         variant: `"large"`, `"small"` or a custom `ArchitectureSpec` (or its
@@ -195,18 +177,13 @@ class MobileNetV3Backbone(keras.Model):
             and must be >= 32. Defaults to `(None, None, 3)`.
         include_preprocessing: rescale inputs from [0, 255] to [-1, 1].
             Defaults to `True`.
-        output_stride: 32, 16 or 8; past that stride, stride-2 blocks run at
-            stride 1 with growing dilation (TF-slim's rule), which keeps
-            every weight shape, so ImageNet weights still load.
-            Defaults to `32`.
-        reduced_tail: halve the channels after C4 (paper section 6.3,
-            TF-slim `V3_LARGE_DETECTION` / `V3_SMALL_DETECTION`: Large blocks
-            12-14 output 80 and the last conv 480; Small blocks 8-10 output
-            48 and the last conv 288). Defaults to `False`.
+        output_stride: 32, 16 or 8; past it, stride-2 blocks run dilated at
+            stride 1 (weight shapes, so ImageNet weights, unchanged). Defaults to `32`.
+        reduced_tail: halve the channels after C4 (paper section 6.3, TF-slim
+            `V3_LARGE_DETECTION`). Defaults to `False`.
         weights: `None`, `"imagenet"` (the keras.applications no-top files)
-            or a path to a weights file (see `applications.weights`).
-            Not kept in the config (a saved model carries its weights), so
-            `get_config()["weights"]` is `None`. Defaults to `None`.
+            or a weights file path (see `applications.weights`); not kept in
+            the config. Defaults to `None`.
         bn_momentum: batch-norm momentum. Defaults to `0.99`.
         name: model name. Defaults to `None` (Keras picks one).
         **kwargs: `keras.Model` arguments (`trainable`, `dtype`).
@@ -301,22 +278,19 @@ class MobileNetV3Backbone(keras.Model):
         )
 
     def get_feature_extractor(self, keys=None):
-        """A `keras.Model` from the backbone's input to a dict of taps.
+        """A `keras.Model` from the backbone's input to a dict `{key: tensor}` of taps.
 
         Args:
-            keys: pyramid levels (`"P3"`) and/or tap keys (`FeatureInfo.key`:
-                a layer name, or `"expanded_conv_12/expansion_output"`).
+            keys: pyramid levels (`"P3"`) and/or tap keys (`FeatureInfo.key`).
                 Defaults to every pyramid level.
 
         Returns:
-            A `keras.Model` sharing this backbone's layers and weights whose
-            output is `{key: tensor}`.
+            A `keras.Model` sharing this backbone's layers and weights.
 
         Raises:
             TypeError: `keys` is not a string or an iterable of strings.
-            ValueError: `keys` is empty, or a key is neither a level nor a
-                tap of this backbone (e.g. `"P6"`: the backbone's pyramid
-                stops at `"P5"`; heads build coarser levels themselves).
+            ValueError: `keys` is empty, or a key is neither a level (up to
+                `"P5"`) nor a tap of this backbone.
 
         Example:
 

@@ -1,11 +1,7 @@
 """MobileNetV3-Large and -Small, drop-in for `keras.applications`.
 
-Same arguments, output shapes and (given the same weights) outputs as
-`keras.applications.MobileNetV3Large/Small`, built from this package's
-serializable layers (`InvertedResidual`, `EfficientLastStage`, ...), plus
-`bn_momentum` (default 0.99, the paper's value).
-
-Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019.
+Also the stem / block / head builders shared with the backbone and the latency
+components. Reference: Howard et al., "Searching for MobileNetV3", ICCV 2019.
 """
 
 import numbers
@@ -32,9 +28,7 @@ def build_stem(x, filters, kernel_size, strides, activation, bn_momentum=0.99,
                include_preprocessing=False):
     """Applies the stem: optional `Rescaling`, then Conv2D + BN + activation.
 
-    The one stem builder of the applications, the backbone and the latency
-    components. Layer names: `"rescaling"`, `"conv"`, `"conv_bn"`,
-    `"conv_activation"`.
+    Layer names: `"rescaling"`, `"conv"`, `"conv_bn"`, `"conv_activation"`.
 
     Args:
         x: the input tensor (images in [0, 255] when `include_preprocessing`).
@@ -64,16 +58,12 @@ def build_stem_and_blocks(x, arch, bn_momentum=0.99, expansion_output_block=None
                           include_preprocessing=False):
     """Applies the stem and every bneck block of a `ResolvedArchitecture` to `x`.
 
-    Shared by the applications and the backbone, so both have the same layer
-    names and weights.
-
     Args:
         x: the input tensor.
         arch: a `ResolvedArchitecture`.
         bn_momentum: batch-norm momentum. Defaults to `0.99`.
-        expansion_output_block: index of a block whose expansion output
-            (after the expand activation) is also returned, or `None`.
-            Defaults to `None`.
+        expansion_output_block: index of a block whose expansion output is
+            also returned, or `None`. Defaults to `None`.
         include_preprocessing: see `build_stem`. Defaults to `False`.
 
     Returns:
@@ -111,9 +101,8 @@ def build_stem_and_blocks(x, arch, bn_momentum=0.99, expansion_output_block=None
 def build_top(x, include_top=True, classes=1000, classifier_activation="softmax", pooling=None):
     """Applies the applications' top to the last stage's output.
 
-    `include_top`: 1x1 `"logits"` conv, `"flatten"`, `"predictions"`
-    activation (keras.applications' layer names); otherwise `pooling`
-    `"avg"` (`"avg_pool"`), `"max"` (`"max_pool"`) or `None` (nothing).
+    Layers (keras.applications' names): `"logits"`, `"flatten"`,
+    `"predictions"` with `include_top`, else `"avg_pool"` or `"max_pool"`.
 
     Args:
         x: the last stage's output, `(batch, 1, 1, last_point_filters)` with
@@ -144,9 +133,8 @@ def build_head(x, filters, last_point_filters, activation, include_top=True, cla
                bn_momentum=0.99, name="last_stage"):
     """Applies `EfficientLastStage` (named `name`) and then `build_top`.
 
-    The last stage keeps its pooled 1x1 conv to `last_point_filters` only
-    with `include_top`. Other arguments are those of `EfficientLastStage`
-    and `build_top`.
+    `last_point_filters` is used only with `include_top`; other arguments are
+    those of `EfficientLastStage` and `build_top`.
 
     Returns:
         The output tensor.
@@ -290,11 +278,9 @@ def _mobilenet_v3(variant, input_shape, alpha, minimalistic, include_top, weight
 
 _DOC = """Instantiates MobileNetV3-{Variant}, drop-in for `keras.applications.MobileNetV3{Variant}`.
 
-    Built from `mnv3_layers` layers (one `InvertedResidual` per bneck row of
-    the paper's Table {table}, `EfficientLastStage` for the last stage).
-    Outputs equal keras.applications' for the same weights; layer structure
-    differs (blocks are single layers), so weights files are converted on
-    load (`weights="imagenet"` or a legacy `.h5` path).
+    One `InvertedResidual` per bneck row of the paper's Table {table}, then
+    `EfficientLastStage`; outputs equal keras.applications' for the same
+    weights, whose files are converted on load.
 
     Args:
         input_shape: `(height, width, channels)`; spatial dims may be `None`
@@ -304,10 +290,9 @@ _DOC = """Instantiates MobileNetV3-{Variant}, drop-in for `keras.applications.Mo
             models). Defaults to `False`.
         include_top: include the pooled 1x1 head and classifier.
             Defaults to `True`.
-        weights: `None`, `"imagenet"` (the official Keras Applications files,
-            downloaded and hash-checked; offline, pass a local path instead),
-            or a path to such a legacy `.h5` file or to this package's own
-            `.weights.h5`. Defaults to `"imagenet"`.
+        weights: `None`, `"imagenet"` (the Keras Applications files,
+            downloaded and hash-checked), or a path to such a legacy `.h5`
+            or to this package's `.weights.h5`. Defaults to `"imagenet"`.
         input_tensor: optional Keras tensor to use as the model input.
         classes: number of classes when `include_top`. Defaults to `1000`.
         pooling: `None`, `"avg"` or `"max"` for `include_top=False`.
@@ -317,11 +302,8 @@ _DOC = """Instantiates MobileNetV3-{Variant}, drop-in for `keras.applications.Mo
         include_preprocessing: rescale inputs from [0, 255] to [-1, 1].
             Defaults to `True`.
         name: model name. Defaults to `"MobileNetV3{Variant}"`.
-        bn_momentum: batch-norm momentum; the paper's 0.99 (section 6.1;
-            keras.applications hard-codes 0.999). Moving statistics need
-            several times `1 / (1 - bn_momentum)` steps to settle, so short
-            runs from scratch (a few hundred steps) should pass 0.9.
-            Defaults to `0.99`.
+        bn_momentum: batch-norm momentum, the paper's (keras.applications:
+            0.999); short runs from scratch should pass 0.9. Defaults to `0.99`.
 
     Returns:
         A `keras.Model`.

@@ -1,25 +1,10 @@
 """Weights for the applications: ImageNet download and weights-file conversion.
 
-Our models group each bneck block into one `InvertedResidual` layer, so the
-official Keras Applications files (legacy HDF5, one group per flat layer such
-as `expanded_conv_3_expand` or, in the tf.keras spelling of the same files,
-`expanded_conv_3/expand`) are converted on load: every weight-carrying
-sublayer of our model gets the keras.applications layer name it corresponds
-to (`keras_applications_name_map`), and file layers are matched to it by
-name. Everything is checked before the first variable is assigned, so a
-file of another variant raises and leaves the model untouched.
-
-Supported `weights` values:
-
-- `None`: nothing is loaded.
-- `"imagenet"`: the same files and md5 hashes as `keras.applications`,
-  fetched with `keras.utils.get_file` (cached under `models/`).
-- a path to a legacy Keras / tf_keras HDF5 weights file (`save_weights` to
-  `.h5`, or a whole model saved to `.h5`, whose weights live under
-  `model_weights`).
-- a path to this package's own Keras 3 `.weights.h5` (`model.save_weights`).
-
-The format is detected from the file content, not from the extension.
+Keras Applications files (flat layers) are matched by name to the sublayers of
+our blocks (`keras_applications_name_map`) and fully checked before anything is
+assigned. `weights` is `None`, `"imagenet"` (keras.applications' files and md5s,
+via `keras.utils.get_file`), a legacy Keras / tf_keras `.h5` (weights or whole
+model) or this package's `.weights.h5`; the format is read from the content.
 """
 
 import os
@@ -166,9 +151,8 @@ def load_weights(model, weights, *, model_type, alpha, minimalistic, include_top
     """Loads `weights` (None, "imagenet" or a file path) into `model`.
 
     Raises:
-        WeightsDownloadError: `"imagenet"` and the download (or its hash
-            check) failed; the message names the URL and the file to pass
-            as a local path instead.
+        WeightsDownloadError: the `"imagenet"` download or hash check failed
+            (the message names the URL, to fetch and pass as a path).
         ValueError: the file is not a supported weights file or does not
             match the model (nothing is assigned in that case).
     """
@@ -208,8 +192,7 @@ def _fetch_imagenet(model_type, alpha, minimalistic, include_top):
 def load_weights_file(model, path, description=None):
     """Loads a legacy Keras/tf_keras `.h5` or a Keras 3 `.weights.h5` into `model`.
 
-    The format is detected from the content. Every layer and shape is
-    checked before anything is assigned.
+    The format is read from the content; all is checked before assigning.
 
     Args:
         model: a model built by this package.
@@ -293,10 +276,8 @@ def read_legacy_h5(path):
 def canonical_layer_name(name):
     """keras.applications (Keras 3) spelling of a legacy layer name.
 
-    tf.keras spelled the same layers `Conv/BatchNorm`, `expanded_conv_3/expand`,
-    `expanded_conv_3/squeeze_excite/Conv_1`, `Logits`; Keras 3 spells them
-    `conv_bn`, `expanded_conv_3_expand`, `expanded_conv_3_squeeze_excite_conv_1`,
-    `logits`.
+    For example `Conv/BatchNorm` -> `conv_bn`, `expanded_conv_3/expand` ->
+    `expanded_conv_3_expand`, `Logits` -> `logits`.
     """
     name = name.replace("/BatchNorm", "_bn").replace("/", "_")
     return name.lower()
@@ -305,12 +286,9 @@ def canonical_layer_name(name):
 def keras_applications_name_map(model):
     """Maps keras.applications layer names to the layers of our `model` holding them.
 
-    Built from the model's own layers: the stem and head layers keep their
-    names, each `InvertedResidual` named `expanded_conv_{i}` contributes
-    `expanded_conv_{i}_expand`, `..._expand_bn`, `..._depthwise`,
-    `..._depthwise_bn`, `..._squeeze_excite_conv`, `..._squeeze_excite_conv_1`,
-    `..._project`, `..._project_bn`, and `EfficientLastStage` contributes
-    `conv_1`, `conv_1_bn` and (with top) `conv_2`. The order is
+    Stem and top layers keep their names; `InvertedResidual` `expanded_conv_{i}`
+    gives `expanded_conv_{i}_expand`, `..._depthwise_bn`, `..._squeeze_excite_conv`,
+    ...; `EfficientLastStage` gives `conv_1`, `conv_1_bn`, `conv_2`. In
     keras.applications' layer order.
 
     Returns:
@@ -360,11 +338,9 @@ def _listing(names):
 def _match_entries(model, entries, *, what, description=None):
     """Pairs every target layer with its source values; raises on any mismatch.
 
-    `entries` is a list of `(source_layer_name, [arrays])`. Matching is by
-    canonical name. When none of the source names is a keras.applications
-    name at all (a file saved under other names), layers are paired in
-    order instead, as Keras' own legacy loader does, with the same count and
-    shape checks.
+    `entries`: `(source_layer_name, [arrays])` pairs, matched by canonical
+    name, or in order (as Keras' legacy loader) when no name is a
+    keras.applications one.
     """
     target = keras_applications_name_map(model)
     source = {}
@@ -429,11 +405,8 @@ def _assign(pairs):
 def copy_weights_from_keras_applications(source_model, target_model):
     """Copies weights from an in-memory keras.applications MobileNetV3 into ours.
 
-    The source may be a Keras 3 `keras.applications.MobileNetV3Large/Small`
-    or a tf_keras one (its `Conv/BatchNorm`-style names are normalized). The
-    same name map as for files is used; all names and shapes are checked
-    before anything is assigned. A source with top may be copied into a
-    target without top (the top layers are skipped).
+    The source may be Keras 3 or tf_keras, with or without top (a top is
+    skipped for a no-top target); all is checked before anything is assigned.
 
     Args:
         source_model: the keras.applications model.
