@@ -123,3 +123,17 @@ def check_optional_name(name, value):
     if value is not None and not isinstance(value, str):
         raise TypeError(f"`{name}` must be a string. Received: {name}={value!r}")
     return value
+
+
+def check_min_int(name, value, low):
+    """Checks `value` is an int >= `low` (not a bool); returns it as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_number_in(name, value, low, high):
+    """Checks `value` is a real number in [`low`, `high`] (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be in [{low}, {high}]. Received: {name}={value!r}")
+    return value

@@ -65,10 +65,6 @@ def tail_start_index(arch):
     return rows[-1]
 
 
-def _check_alpha(alpha):
-    check_positive_number("alpha", alpha)
-
-
 def _resolve_blocks(arch, alpha, minimalistic, output_stride, divisor, tail_start):
     """The `BlockConfig` rows, and the last row's scaled and paper output widths."""
     in_channels = paper_in = arch.stem.filters
@@ -129,7 +125,7 @@ def resolve_architecture(
     (24, 432, 1024)
     """
     arch = get_architecture(variant)
-    _check_alpha(alpha)
+    check_positive_number("alpha", alpha)
     check_bool("minimalistic", minimalistic)
     if isinstance(output_stride, bool) or not isinstance(output_stride, numbers.Integral) or (
         output_stride not in (8, 16, 32)

@@ -4,11 +4,10 @@ Deterministic for a given seed, pure NumPy, no network: the data behind the
 package's main job and its learning tests.
 """
 
-import numbers
 
 import numpy as np
 
-from mnv3_layers._validation import check_bool, check_choice
+from mnv3_layers._validation import check_bool, check_choice, check_min_int, check_number_in
 
 SHAPE_NAMES = ("circle", "square", "triangle")
 
@@ -34,16 +33,6 @@ def _shape_mask(kind, size, cy, cx, radius):
     return (rel >= 0) & (rel <= 1) & (np.abs(dx) <= rel * radius)
 
 
-def _check_int(arg_name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"`{arg_name}` must be an int >= {low}. Received: {arg_name}={value!r}")
-
-
-def _check_noise(noise):
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise <= 255:
-        raise ValueError(f"`noise` must be in [0, 255]. Received: noise={noise!r}")
-
-
 def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0):
     """Images of one shape each (random size, position and color) and its class.
 
@@ -65,9 +54,9 @@ def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0
     >>> images.shape, labels.shape
     ((8, 32, 32, 3), (8,))
     """
-    _check_int("num_images", num_images, 1)
-    _check_int("image_size", image_size, 32)
-    _check_noise(noise)
+    check_min_int("num_images", num_images, 1)
+    check_min_int("image_size", image_size, 32)
+    check_number_in("noise", noise, 0, 255)
     rng = np.random.default_rng(seed)
     size = int(image_size)
     images = np.empty((num_images, size, size, 3), np.float32)
@@ -89,10 +78,10 @@ def make_shapes_classification(num_images=600, image_size=64, seed=0, noise=20.0
 
 def _make_scenes(num_images, image_size, seed, max_objects, noise):
     """Images with 1..max_objects non-overlapping shapes; boxes, classes, masks."""
-    _check_int("num_images", num_images, 1)
-    _check_int("image_size", image_size, 32)
-    _check_int("max_objects", max_objects, 1)
-    _check_noise(noise)
+    check_min_int("num_images", num_images, 1)
+    check_min_int("image_size", image_size, 32)
+    check_min_int("max_objects", max_objects, 1)
+    check_number_in("noise", noise, 0, 255)
     rng = np.random.default_rng(seed)
     size = int(image_size)
     images = np.empty((num_images, size, size, 3), np.float32)
@@ -214,7 +203,7 @@ def make_shapes_dataset(
     [(4, 32, 32, 3), (2, 32, 32, 3)]
     """
     check_choice("task", task, TASKS)
-    _check_int("batch_size", batch_size, 1)
+    check_min_int("batch_size", batch_size, 1)
     check_bool("shuffle", shuffle)
     import tensorflow as tf
 
